@@ -1,0 +1,114 @@
+"""Which findings apply to a study, from its modality, body part and series.
+
+The default rules below cover the four shipped findings; model cards carry the same fields so a
+site's own model brings its own rule.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from triage.findings import Finding
+
+
+@dataclass(frozen=True, kw_only=True)
+class SeriesDescriptor:
+    modality: str
+    body_part: str
+    description: str
+    instance_count: int
+    slice_thickness: float | None = None
+    contrast_agent: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
+class StudyDescriptor:
+    modality: str
+    body_part: str
+    description: str
+    series: Sequence[SeriesDescriptor]
+
+
+@dataclass(frozen=True, kw_only=True)
+class ApplicabilityRule:
+    finding: Finding
+    modalities: frozenset[str]
+    body_parts: frozenset[str] = frozenset()
+    description_keywords: tuple[str, ...] = ()
+    requires_contrast: bool | None = None  # None: either
+    min_instances: int = 1
+    max_slice_thickness: float | None = None
+    exclude_keywords: tuple[str, ...] = field(default=())
+
+    def series_applies(self, study: StudyDescriptor, series: SeriesDescriptor) -> bool:
+        if series.modality not in self.modalities or series.instance_count < self.min_instances:
+            return False
+        if (
+            self.max_slice_thickness is not None
+            and series.slice_thickness is not None
+            and series.slice_thickness > self.max_slice_thickness
+        ):
+            return False
+        text = " ".join((study.description, series.description)).upper()
+        if any(keyword in text for keyword in self.exclude_keywords):
+            return False
+        anatomy_matches = bool(
+            self.body_parts & {study.body_part.upper(), series.body_part.upper()}
+        ) or any(keyword in text for keyword in self.description_keywords)
+        if not anatomy_matches:
+            return False
+        if self.requires_contrast is not None:
+            has_contrast = bool(series.contrast_agent) or any(
+                word in text for word in ("CONTRAST", " C+", "CTPA", "ANGIO", "CTA")
+            )
+            if has_contrast != self.requires_contrast:
+                return False
+        return True
+
+
+DEFAULT_RULES: tuple[ApplicabilityRule, ...] = (
+    ApplicabilityRule(
+        finding=Finding.INTRACRANIAL_HEMORRHAGE,
+        modalities=frozenset({"CT"}),
+        body_parts=frozenset({"HEAD", "BRAIN", "SKULL"}),
+        description_keywords=("HEAD", "BRAIN", "CRANI"),
+        requires_contrast=False,
+        min_instances=16,
+        max_slice_thickness=5.0,
+    ),
+    ApplicabilityRule(
+        finding=Finding.PULMONARY_EMBOLISM,
+        modalities=frozenset({"CT"}),
+        body_parts=frozenset({"CHEST", "THORAX", "LUNG"}),
+        description_keywords=("CTPA", "PULMONARY ANGIO", "CHEST", "THORAX"),
+        requires_contrast=True,
+        min_instances=32,
+        max_slice_thickness=3.0,
+    ),
+    ApplicabilityRule(
+        finding=Finding.PNEUMOTHORAX,
+        modalities=frozenset({"CR", "DX"}),
+        body_parts=frozenset({"CHEST", "THORAX"}),
+        description_keywords=("CHEST", "THORAX", "CXR"),
+    ),
+    ApplicabilityRule(
+        finding=Finding.FRACTURE,
+        modalities=frozenset({"CT"}),
+        body_parts=frozenset({"CSPINE", "NECK"}),
+        description_keywords=("C-SPINE", "CSPINE", "CERVICAL"),
+        min_instances=16,
+        max_slice_thickness=3.0,
+    ),
+)
+
+
+def findings_applicable(
+    study: StudyDescriptor, rules: Sequence[ApplicabilityRule] = DEFAULT_RULES
+) -> list[Finding]:
+    """The findings at least one series of the study qualifies for, in catalogue order."""
+    return [
+        rule.finding
+        for rule in rules
+        if any(rule.series_applies(study, series) for series in study.series)
+    ]

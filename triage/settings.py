@@ -1,0 +1,229 @@
+"""Settings: the environment is read here, once.
+
+Embedded defaults (SQLite, in-memory channel layer and broker) apply only when DEBUG is on, which is
+how `make demo` runs. Without DEBUG the process refuses to start unless it is told where its
+database, secret key and Redis live.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+def _env_bool(name: str, default: bool) -> bool:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    return raw.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _env_list(name: str, default: str = "") -> list[str]:
+    return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
+
+
+def _env_mapping(name: str, default: str = "") -> dict[str, str]:
+    """Parse `KEY=VALUE,KEY=VALUE` (keys upper-cased)."""
+    mapping: dict[str, str] = {}
+    for pair in _env_list(name, default):
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise ImproperlyConfigured(f"{name}: expected KEY=VALUE pairs, got {pair!r}")
+        mapping[key.strip().upper()] = value.strip()
+    return mapping
+
+
+def _required(name: str) -> str:
+    value = os.environ.get(name, "")
+    if not value:
+        raise ImproperlyConfigured(f"{name} must be set when DEBUG is off (production).")
+    return value
+
+
+DEBUG = _env_bool("DEBUG", False)
+EMBEDDED = DEBUG  # embedded defaults serve the demo and development only
+
+if EMBEDDED:
+    (BASE_DIR / "var").mkdir(exist_ok=True)
+    SECRET_KEY = os.environ.get("SECRET_KEY") or "embedded-demo-only-not-a-secret"
+    _database_url = os.environ.get("DATABASE_URL") or f"sqlite:///{BASE_DIR / 'var' / 'demo.sqlite3'}"
+    REDIS_URL = os.environ.get("REDIS_URL", "")
+    CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL") or (REDIS_URL or "memory://")
+else:
+    SECRET_KEY = _required("SECRET_KEY")
+    _database_url = _required("DATABASE_URL")
+    REDIS_URL = _required("REDIS_URL")
+    CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL") or REDIS_URL
+
+ALLOWED_HOSTS = _env_list("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]" if EMBEDDED else "")
+CSRF_TRUSTED_ORIGINS = _env_list("CSRF_TRUSTED_ORIGINS")
+
+DATABASES = {"default": dj_database_url.parse(_database_url, conn_max_age=60)}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # Several threads (listener, web, worker) share the demo's file: wait for the lock.
+    DATABASES["default"]["OPTIONS"] = {"timeout": 30, "transaction_mode": "IMMEDIATE"}
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "rest_framework.authtoken",
+    "drf_spectacular",
+    "channels",
+    "triage",
+    "worklist",
+    "inference",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "triage.urls"
+ASGI_APPLICATION = "triage.asgi.application"
+WSGI_APPLICATION = None
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+]
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "worklist:page"
+LOGOUT_REDIRECT_URL = "login"
+
+LANGUAGE_CODE = "en-gb"
+TIME_ZONE = os.environ.get("TIME_ZONE", "UTC")  # display zone; storage is always UTC
+USE_I18N = False
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "var" / "static"
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+if not DEBUG:
+    SESSION_COOKIE_SECURE = _env_bool("SECURE_COOKIES", True)
+    CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+
+# --- Channels -------------------------------------------------------------------------------
+if REDIS_URL:
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [REDIS_URL]},
+        }
+    }
+else:
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+
+# --- Celery (reliability first: a worker that dies mid-task leaves the task queued) ----------
+CELERY_LONGEST_TASK_SECONDS = int(os.environ.get("CELERY_LONGEST_TASK_SECONDS", "600"))
+CELERY_BROKER = CELERY_BROKER_URL
+CELERY_CONFIG = {
+    "broker_url": CELERY_BROKER_URL,
+    "result_backend": None,
+    "task_acks_late": True,
+    "task_reject_on_worker_lost": True,
+    "worker_prefetch_multiplier": 1,
+    "task_serializer": "json",
+    "result_serializer": "json",
+    "accept_content": ["json"],
+    "task_default_queue": "default",
+    "task_routes": {"inference.tasks.*": {"queue": "inference"}},
+    "broker_transport_options": {"visibility_timeout": CELERY_LONGEST_TASK_SECONDS * 3},
+    "broker_connection_retry_on_startup": True,
+    "timezone": "UTC",
+    "enable_utc": True,
+    "task_always_eager": False,
+}
+
+# --- REST framework -------------------------------------------------------------------------
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.SessionAuthentication",
+        "rest_framework.authentication.TokenAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
+    "PAGE_SIZE": 50,
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "ED triage worklist API",
+    "DESCRIPTION": "Reading worklist, studies and DICOMweb ingest. AI output comes from "
+    "demonstration models trained on synthetic phantoms; it has no clinical validity.",
+    "VERSION": "0.1.0",
+}
+
+# --- DICOM ingest ---------------------------------------------------------------------------
+DICOM_STORAGE_DIR = Path(
+    os.environ.get("DICOM_STORAGE_DIR") or (BASE_DIR / "var" / "dicom" if EMBEDDED else "")
+    or _required("DICOM_STORAGE_DIR")
+)
+DICOM_ALLOWED_AE_TITLES = _env_list("DICOM_ALLOWED_AE_TITLES")
+# An empty list means "any calling AE title": allowed in the embedded demo only.
+DICOM_OPEN_ACCESS = EMBEDDED and not DICOM_ALLOWED_AE_TITLES
+STUDY_STABLE_SECONDS = float(os.environ.get("STUDY_STABLE_SECONDS", "8"))
+STOW_MAX_REQUEST_BYTES = int(os.environ.get("STOW_MAX_REQUEST_BYTES", str(2 * 1024**3)))
+STOW_MAX_PART_BYTES = int(os.environ.get("STOW_MAX_PART_BYTES", str(1024**3)))
+
+# --- The worklist ---------------------------------------------------------------------------
+# Target turnaround (minutes from arrival to read) per class; the read-by deadline is arrival
+# plus the smallest target that applies.
+WORKLIST_PRIORITY_TARGET_MINUTES = {
+    key: int(value)
+    for key, value in _env_mapping(
+        "WORKLIST_PRIORITY_TARGET_MINUTES", "STAT=30,HIGH=60,MEDIUM=120,ROUTINE=240,LOW=480"
+    ).items()
+}
+WORKLIST_ED_TARGET_MINUTES = int(os.environ.get("WORKLIST_ED_TARGET_MINUTES", "60"))
+WORKLIST_DEFAULT_PRIORITY = os.environ.get("WORKLIST_DEFAULT_PRIORITY", "ROUTINE").upper()
+# Calling AE title -> order priority, used when the DICOM object carries none.
+WORKLIST_PRIORITY_BY_AE = _env_mapping("WORKLIST_PRIORITY_BY_AE")
+# Patient locations that count as the emergency department (case-insensitive prefixes).
+WORKLIST_ED_LOCATIONS = [
+    item.upper() for item in _env_list("WORKLIST_ED_LOCATIONS", "ED,ER,EMERGENCY,A&E")
+]
+# Calling AE title -> the patient location assumed when the object carries none.
+WORKLIST_LOCATION_BY_AE = _env_mapping("WORKLIST_LOCATION_BY_AE")
+PACS_VIEWER_URL_TEMPLATE = os.environ.get(
+    "PACS_VIEWER_URL_TEMPLATE", "http://pacs.invalid/viewer?StudyInstanceUID={study_instance_uid}"
+)
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
+    "loggers": {"pynetdicom": {"level": "WARNING"}},
+}

@@ -1,0 +1,1 @@
+"""Studies as they arrive: DICOM and DICOMweb ingest, studies, and the reading worklist."""

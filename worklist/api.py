@@ -1,0 +1,155 @@
+"""REST API: the worklist, study detail (audited), reading actions, quarantine."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import generics, serializers, status
+from rest_framework.permissions import BasePermission
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from triage.audit import audit_study_view
+from triage.roles import Role, user_has_role
+from worklist import selectors
+from worklist.models import QuarantinedObject, Study, WorklistItem
+from worklist.serializers import StudyDetailSerializer, WorklistItemSerializer
+from worklist.services.reading import (
+    ClaimConflict,
+    worklist_item_claim,
+    worklist_item_mark_read,
+    worklist_item_release,
+)
+
+
+class IsRadiologist(BasePermission):
+    message = "This requires the radiologist role."
+
+    def has_permission(self, request: Any, view: Any) -> bool:
+        return user_has_role(request.user, Role.RADIOLOGIST)
+
+
+class CanSeeWorklist(BasePermission):
+    message = "The worklist is for radiologists and administrators."
+
+    def has_permission(self, request: Any, view: Any) -> bool:
+        return user_has_role(request.user, Role.RADIOLOGIST, Role.ADMINISTRATOR)
+
+
+class IsAdministrator(BasePermission):
+    message = "This requires the administrator role."
+
+    def has_permission(self, request: Any, view: Any) -> bool:
+        return user_has_role(request.user, Role.ADMINISTRATOR)
+
+
+def _optional_bool(raw: str | None) -> bool | None:
+    if raw is None or raw == "":
+        return None
+    if raw.lower() in {"1", "true", "yes", "ed"}:
+        return True
+    if raw.lower() in {"0", "false", "no", "other"}:
+        return False
+    raise serializers.ValidationError({"emergency": "expected true or false"})
+
+
+@extend_schema(
+    parameters=[
+        OpenApiParameter("status", str, enum=[choice for choice in WorklistItem.Status.values]),
+        OpenApiParameter("modality", str),
+        OpenApiParameter("location", str, enum=["ed", "other"], description="patient location"),
+    ]
+)
+class WorklistView(generics.ListAPIView):
+    """The reading worklist, earliest read-by deadline first."""
+
+    serializer_class = WorklistItemSerializer
+    permission_classes = [CanSeeWorklist]
+
+    def get_queryset(self) -> Any:
+        params = self.request.query_params
+        status_filter = params.get("status")
+        if status_filter and status_filter not in WorklistItem.Status.values:
+            raise serializers.ValidationError({"status": f"one of {WorklistItem.Status.values}"})
+        location = params.get("location")
+        if location and location not in ("ed", "other"):
+            raise serializers.ValidationError({"location": "ed or other"})
+        return selectors.worklist_items(
+            status=status_filter,
+            modality=params.get("modality"),
+            emergency=_optional_bool(location),
+        )
+
+
+class StudyDetailView(APIView):
+    permission_classes = [CanSeeWorklist]
+
+    @extend_schema(responses=StudyDetailSerializer)
+    def get(self, request: Request, study_id: int) -> Response:
+        try:
+            study = selectors.study_detail(study_id=study_id)
+        except Study.DoesNotExist:
+            return Response({"detail": "No such study."}, status=status.HTTP_404_NOT_FOUND)
+        audit_study_view(request=request._request, study_id=study.pk, channel="api")
+        return Response(StudyDetailSerializer(study).data)
+
+
+class _ReadingAction(APIView):
+    permission_classes = [IsRadiologist]
+    action_name = ""
+
+    def perform(self, *, item_id: int, user_id: int) -> WorklistItem:
+        raise NotImplementedError
+
+    @extend_schema(request=None, responses=WorklistItemSerializer)
+    def post(self, request: Request, item_id: int) -> Response:
+        get_object_or_404(WorklistItem, pk=item_id)
+        try:
+            item = self.perform(item_id=item_id, user_id=request.user.pk)
+        except ClaimConflict as conflict:
+            return Response({"detail": str(conflict)}, status=status.HTTP_409_CONFLICT)
+        item = selectors.worklist_items().get(pk=item.pk)
+        return Response(WorklistItemSerializer(item).data)
+
+
+class ClaimView(_ReadingAction):
+    def perform(self, *, item_id: int, user_id: int) -> WorklistItem:
+        return worklist_item_claim(item_id=item_id, user_id=user_id, channel="api")
+
+
+class ReleaseView(_ReadingAction):
+    def perform(self, *, item_id: int, user_id: int) -> WorklistItem:
+        return worklist_item_release(item_id=item_id, user_id=user_id, channel="api")
+
+
+class MarkReadView(_ReadingAction):
+    def perform(self, *, item_id: int, user_id: int) -> WorklistItem:
+        return worklist_item_mark_read(item_id=item_id, user_id=user_id, channel="api")
+
+
+class QuarantineSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = QuarantinedObject
+        fields = [
+            "id",
+            "received_at",
+            "source",
+            "calling_ae_title",
+            "peer_address",
+            "reason",
+            "status_code",
+            "sop_instance_uid",
+            "relative_path",
+            "size_bytes",
+        ]
+
+
+class QuarantineView(generics.ListAPIView):
+    """Objects refused at ingest, newest first, for administrators to inspect."""
+
+    serializer_class = QuarantineSerializer
+    permission_classes = [IsAdministrator]
+    queryset = QuarantinedObject.objects.order_by("-received_at", "-id")

@@ -1,0 +1,178 @@
+"""Read and check the header of a received DICOM Part 10 file, without decoding pixel data."""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import pydicom
+from pydicom.dataset import Dataset
+from pydicom.errors import InvalidDicomError
+
+from worklist.dicom import status
+from worklist.dicom.sop_classes import IMAGE_SOP_CLASSES
+
+
+class RejectedObject(Exception):
+    """The object cannot be stored; `status` is the DICOM failure status for the sender."""
+
+    def __init__(self, status_code: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status_code = status_code
+        self.reason = reason
+
+
+@dataclass(frozen=True, kw_only=True)
+class InstanceHeader:
+    sop_class_uid: str
+    sop_instance_uid: str
+    study_instance_uid: str
+    series_instance_uid: str
+    transfer_syntax_uid: str
+    instance_number: int | None
+    # patient (PHI: stays in the database)
+    patient_id: str
+    issuer_of_patient_id: str
+    patient_name: str
+    patient_birth_date: str
+    patient_sex: str
+    # study
+    accession_number: str
+    modality: str
+    body_part: str
+    study_description: str
+    requested_priority: str
+    patient_location: str
+    # series
+    series_description: str
+    series_number: int | None
+    slice_thickness: float | None
+    contrast_agent: str
+
+
+def _text(ds: Dataset, keyword: str) -> str:
+    value = ds.get(keyword)
+    if value is None:
+        return ""
+    return str(value).strip()
+
+
+def _int(ds: Dataset, keyword: str) -> int | None:
+    value = ds.get(keyword)
+    try:
+        return int(value) if value not in (None, "") else None
+    except (TypeError, ValueError):
+        return None
+
+
+def _float(ds: Dataset, keyword: str) -> float | None:
+    value = ds.get(keyword)
+    try:
+        return float(value) if value not in (None, "") else None
+    except (TypeError, ValueError):
+        return None
+
+
+def _requested_priority(ds: Dataset) -> str:
+    priority = _text(ds, "RequestedProcedurePriority")
+    if not priority:
+        for item in ds.get("RequestAttributesSequence") or []:
+            priority = _text(item, "RequestedProcedurePriority")
+            if priority:
+                break
+    return priority.upper()
+
+
+def _check_complete(ds: Dataset) -> None:
+    """A truncated element shows as a value shorter than its declared length."""
+    for tag, element in ds._dict.items():
+        length = getattr(element, "length", None)
+        value = getattr(element, "value", None)
+        if length is None or length == 0xFFFFFFFF or not isinstance(value, bytes | bytearray):
+            continue
+        if len(value) != length:
+            raise RejectedObject(
+                status.CANNOT_UNDERSTAND_TRUNCATED,
+                f"truncated: element {tag} declares {length} bytes, {len(value)} present",
+            )
+
+
+def header_read(
+    path: Path,
+    *,
+    expected_sop_class_uid: str | None = None,
+    expected_sop_instance_uid: str | None = None,
+) -> InstanceHeader:
+    """Parse `path` (a Part 10 file) and check it can be stored; raise RejectedObject if not."""
+    try:
+        with warnings.catch_warnings():
+            # pydicom warns, rather than fails, on a missing sequence delimiter at end of file.
+            warnings.simplefilter("error", UserWarning)
+            ds = pydicom.dcmread(path, defer_size=None)
+            _check_complete(ds)
+            transfer_syntax = str(ds.file_meta.get("TransferSyntaxUID", ""))
+            header_values = {
+                "sop_class_uid": _text(ds, "SOPClassUID"),
+                "sop_instance_uid": _text(ds, "SOPInstanceUID"),
+                "study_instance_uid": _text(ds, "StudyInstanceUID"),
+                "series_instance_uid": _text(ds, "SeriesInstanceUID"),
+            }
+            has_pixels = any(
+                keyword in ds
+                for keyword in ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
+            )
+            header = InstanceHeader(
+                **header_values,
+                transfer_syntax_uid=transfer_syntax,
+                instance_number=_int(ds, "InstanceNumber"),
+                patient_id=_text(ds, "PatientID")[:64],
+                issuer_of_patient_id=_text(ds, "IssuerOfPatientID")[:64],
+                patient_name=_text(ds, "PatientName")[:324],
+                patient_birth_date=_text(ds, "PatientBirthDate")[:8],
+                patient_sex=_text(ds, "PatientSex")[:16],
+                accession_number=_text(ds, "AccessionNumber")[:64],
+                modality=_text(ds, "Modality")[:16].upper(),
+                body_part=_text(ds, "BodyPartExamined")[:64].upper(),
+                study_description=_text(ds, "StudyDescription")[:128],
+                requested_priority=_requested_priority(ds)[:16],
+                patient_location=_text(ds, "CurrentPatientLocation")[:64],
+                series_description=_text(ds, "SeriesDescription")[:128],
+                series_number=_int(ds, "SeriesNumber"),
+                slice_thickness=_float(ds, "SliceThickness"),
+                contrast_agent=_text(ds, "ContrastBolusAgent")[:64],
+            )
+    except RejectedObject:
+        raise
+    except (InvalidDicomError, EOFError, UserWarning, ValueError, TypeError, KeyError,
+            OSError, AttributeError, NotImplementedError) as exc:
+        raise RejectedObject(
+            status.CANNOT_UNDERSTAND, f"cannot parse DICOM: {type(exc).__name__}: {exc}"[:500]
+        ) from exc
+    except Exception as exc:  # zlib.error for a broken deflated stream, struct.error, ...
+        raise RejectedObject(
+            status.CANNOT_UNDERSTAND, f"cannot parse DICOM: {type(exc).__name__}: {exc}"[:500]
+        ) from exc
+
+    missing = [name for name, value in header_values.items() if not value]
+    if missing:
+        raise RejectedObject(status.MISSING_UIDS, "missing required attributes: " + ", ".join(missing))
+    if not transfer_syntax:
+        raise RejectedObject(status.CANNOT_UNDERSTAND, "file meta has no transfer syntax")
+    if expected_sop_class_uid and header.sop_class_uid != expected_sop_class_uid:
+        raise RejectedObject(
+            status.DATASET_DOES_NOT_MATCH_SOP_CLASS,
+            f"dataset SOP class {header.sop_class_uid} does not match the negotiated "
+            f"{expected_sop_class_uid}",
+        )
+    if expected_sop_instance_uid and header.sop_instance_uid != expected_sop_instance_uid:
+        raise RejectedObject(
+            status.DATASET_DOES_NOT_MATCH_SOP_CLASS,
+            "dataset SOP instance UID differs from the one in the C-STORE request",
+        )
+    if header.sop_class_uid in IMAGE_SOP_CLASSES and not has_pixels:
+        raise RejectedObject(
+            status.DATASET_DOES_NOT_MATCH_SOP_CLASS,
+            "image storage SOP class without pixel data",
+        )
+    return header

@@ -1,0 +1,138 @@
+"""DICOMweb STOW-RS: POST /dicomweb/studies[/{StudyInstanceUID}] (PS3.18 section 10.5)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.http import HttpRequest, JsonResponse
+from rest_framework.permissions import BasePermission
+from rest_framework.request import Request
+from rest_framework.views import APIView
+
+from triage.roles import Role, user_has_role
+from worklist.dicom import status
+from worklist.dicom.multipart import MalformedMultipart, RequestTooLarge, multipart_parts
+from worklist.models import Instance
+from worklist.services.ingest import IngestResult, instance_ingest
+from worklist.services.studies import study_mark_ready_now
+
+DICOM_JSON = "application/dicom+json"
+
+
+class CanStore(BasePermission):
+    message = "Storing studies requires the integration or administrator role."
+
+    def has_permission(self, request: Any, view: Any) -> bool:
+        return user_has_role(request.user, Role.INTEGRATION, Role.ADMINISTRATOR)
+
+
+def _problem(status_code: int, reason: str) -> JsonResponse:
+    return JsonResponse({"detail": reason}, status=status_code)
+
+
+def _sop_item(result: IngestResult) -> dict[str, Any]:
+    item: dict[str, Any] = {}
+    if result.sop_class_uid:
+        item["00081150"] = {"vr": "UI", "Value": [result.sop_class_uid]}
+    if result.sop_instance_uid:
+        item["00081155"] = {"vr": "UI", "Value": [result.sop_instance_uid]}
+    return item
+
+
+def stow_response_body(results: list[IngestResult]) -> dict[str, Any]:
+    body: dict[str, Any] = {}
+    stored = [result for result in results if result.stored]
+    failed = [result for result in results if not result.stored]
+    if stored:
+        body["00081199"] = {"vr": "SQ", "Value": [_sop_item(result) for result in stored]}
+    if failed:
+        body["00081198"] = {
+            "vr": "SQ",
+            "Value": [
+                {**_sop_item(result), "00081197": {"vr": "US", "Value": [result.status]}}
+                for result in failed
+            ],
+        }
+    return body
+
+
+class StowView(APIView):
+    permission_classes = [CanStore]
+    parser_classes: list[Any] = []  # the body is read as a stream below, never parsed whole
+
+    def post(self, request: Request, study_instance_uid: str | None = None) -> JsonResponse:
+        django_request: HttpRequest = request._request
+        content_type = django_request.META.get("CONTENT_TYPE", "")
+        media_type, params = _parse_content_type(content_type)
+        if media_type != "multipart/related":
+            return _problem(415, "STOW-RS expects multipart/related; type=\"application/dicom\".")
+        if params.get("type", "application/dicom").lower() != "application/dicom":
+            return _problem(415, "Only application/dicom parts are accepted.")
+        boundary = params.get("boundary")
+        if not boundary:
+            return _problem(400, "The multipart/related Content-Type has no boundary.")
+        declared = django_request.META.get("CONTENT_LENGTH")
+        if declared and declared.isdigit() and int(declared) > settings.STOW_MAX_REQUEST_BYTES:
+            return _problem(413, f"Request exceeds {settings.STOW_MAX_REQUEST_BYTES} bytes.")
+
+        results: list[IngestResult] = []
+        touched_studies: set[int] = set()
+        try:
+            for part in multipart_parts(
+                django_request,  # type: ignore[arg-type]
+                boundary=boundary,
+                max_request_bytes=settings.STOW_MAX_REQUEST_BYTES,
+                max_part_bytes=settings.STOW_MAX_PART_BYTES,
+            ):
+                if part.path is None:
+                    results.append(
+                        IngestResult(status=status.OUT_OF_RESOURCES, reason="part too large")
+                    )
+                    continue
+                if part.content_type not in ("application/dicom", ""):
+                    part.path.unlink(missing_ok=True)
+                    results.append(
+                        IngestResult(
+                            status=status.CANNOT_UNDERSTAND,
+                            reason=f"unsupported part type {part.content_type}",
+                        )
+                    )
+                    continue
+                result = instance_ingest(
+                    staged_path=part.path,
+                    source=Instance.Source.STOW,
+                    calling_ae_title="",
+                    peer_address=django_request.META.get("REMOTE_ADDR", ""),
+                    expected_study_instance_uid=study_instance_uid,
+                )
+                results.append(result)
+                if result.stored and result.study_id is not None:
+                    touched_studies.add(result.study_id)
+        except RequestTooLarge:
+            return _problem(413, f"Request exceeds {settings.STOW_MAX_REQUEST_BYTES} bytes.")
+        except MalformedMultipart as exc:
+            if not results:
+                return _problem(400, f"Malformed multipart body: {exc}")
+            results.append(IngestResult(status=status.CANNOT_UNDERSTAND, reason=str(exc)))
+
+        if not results:
+            return _problem(400, "The request carried no DICOM instances.")
+        # One STOW-RS request is taken as the whole study: no quiet period to wait for.
+        for study_id in sorted(touched_studies):
+            study_mark_ready_now(study_id=study_id)
+
+        stored = sum(result.stored for result in results)
+        http_status = 200 if stored == len(results) else (202 if stored else 409)
+        return JsonResponse(
+            stow_response_body(results), status=http_status, content_type=DICOM_JSON
+        )
+
+
+def _parse_content_type(value: str) -> tuple[str, dict[str, str]]:
+    media_type, *raw_params = value.split(";")
+    params: dict[str, str] = {}
+    for raw in raw_params:
+        key, _, param_value = raw.strip().partition("=")
+        params[key.strip().lower()] = param_value.strip().strip('"')
+    return media_type.strip().lower(), params

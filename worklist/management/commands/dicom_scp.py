@@ -1,0 +1,81 @@
+"""Run the DICOM C-STORE / C-ECHO listener (optionally several processes on one port)."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import threading
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandParser
+
+from worklist.dicom.scp import listener_start, stabiliser_start, wait_forever
+
+
+class Command(BaseCommand):
+    help = "Receive studies over DICOM (C-STORE) and answer C-ECHO."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--host", default="0.0.0.0")  # noqa: S104 - a listener for scanners
+        parser.add_argument("--port", type=int, default=11112)
+        parser.add_argument("--ae-title", default="TRIAGE")
+        parser.add_argument(
+            "--processes",
+            type=int,
+            default=1,
+            help="listener processes sharing the port (SO_REUSEPORT)",
+        )
+        parser.add_argument(
+            "--no-stabiliser",
+            action="store_true",
+            help="do not run the study stabiliser in this process (Celery beat runs it)",
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        if options["processes"] > 1:
+            self._supervise(options)
+            return
+        stop = threading.Event()
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        signal.signal(signal.SIGINT, lambda *_: stop.set())
+        server = listener_start(
+            host=options["host"], port=options["port"], ae_title=options["ae_title"]
+        )
+        stabiliser = None if options["no_stabiliser"] else stabiliser_start()
+        self.stdout.write(
+            f"DICOM listener {options['ae_title']} on {options['host']}:{options['port']}",
+        )
+        self.stdout.flush()
+        wait_forever(stop)
+        if stabiliser is not None:
+            stabiliser.set()
+        server.shutdown()
+
+    def _supervise(self, options: dict[str, Any]) -> None:
+        base = [
+            sys.executable,
+            sys.argv[0],
+            "dicom_scp",
+            "--host",
+            options["host"],
+            "--port",
+            str(options["port"]),
+            "--ae-title",
+            options["ae_title"],
+        ]
+        children = [
+            subprocess.Popen(
+                base + ([] if index == 0 and not options["no_stabiliser"] else ["--no-stabiliser"])
+            )
+            for index in range(options["processes"])
+        ]
+
+        def stop_children(*_: Any) -> None:
+            for child in children:
+                child.terminate()
+
+        signal.signal(signal.SIGTERM, stop_children)
+        signal.signal(signal.SIGINT, stop_children)
+        for child in children:
+            child.wait()

@@ -1,0 +1,1 @@
+"""Writes: ingest, study readiness and routing, worklist actions."""

@@ -1,0 +1,76 @@
+"""Durable files under DICOM_STORAGE_DIR: staged, stored (write, fsync, rename) or quarantined."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+
+from django.conf import settings
+
+
+def storage_root() -> Path:
+    return Path(settings.DICOM_STORAGE_DIR)
+
+
+def _incoming_dir() -> Path:
+    path = storage_root() / "incoming"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def staged_file_new() -> Path:
+    """A fresh path in the staging area, on the same file system as the store."""
+    return _incoming_dir() / f"{uuid.uuid4().hex}.part"
+
+
+def stage_bytes(data: bytes | memoryview) -> Path:
+    """Write `data` to a new staged file and fsync it."""
+    path = staged_file_new()
+    with open(path, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    return path
+
+
+def instance_relative_path(*, study_uid: str, series_uid: str, sop_uid: str) -> str:
+    return f"studies/{study_uid}/{series_uid}/{sop_uid}.dcm"
+
+
+def staged_file_commit(staged: Path, relative_path: str) -> Path:
+    """Move a staged (already fsynced) file into place atomically and make the rename durable.
+
+    An existing file at the destination comes from an earlier attempt that never registered (a
+    crash between rename and commit); the new copy of the same SOP instance replaces it.
+    """
+    final = storage_root() / relative_path
+    parent = final.parent
+    if not parent.is_dir():
+        parent.mkdir(parents=True, exist_ok=True)
+        _fsync_dir(parent.parent)
+    os.replace(staged, final)
+    _fsync_dir(parent)
+    return final
+
+
+def staged_file_quarantine(staged: Path) -> str:
+    """Move refused bytes to the quarantine; return the path relative to the storage root."""
+    quarantine = storage_root() / "quarantine"
+    quarantine.mkdir(parents=True, exist_ok=True)
+    relative = f"quarantine/{staged.stem}.bin"
+    os.replace(staged, storage_root() / relative)
+    _fsync_dir(quarantine)
+    return relative
+
+
+def staged_file_discard(staged: Path) -> None:
+    staged.unlink(missing_ok=True)

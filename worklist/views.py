@@ -1,0 +1,104 @@
+"""Server-rendered pages: the worklist and the study page (audited)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import get_object_or_404, render
+from django.urls import reverse
+from django.views.decorators.http import require_POST
+
+from triage.audit import audit_study_view
+from triage.roles import Role, user_has_role
+from worklist import selectors
+from worklist.models import Study, WorklistItem
+from worklist.serializers import viewer_url
+from worklist.services.reading import (
+    ClaimConflict,
+    worklist_item_claim,
+    worklist_item_mark_read,
+    worklist_item_release,
+)
+
+View = Callable[..., HttpResponse]
+
+
+def role_required(*roles: Role) -> Callable[[View], View]:
+    def decorator(view: View) -> View:
+        @login_required
+        @wraps(view)
+        def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+            if not user_has_role(request.user, *roles):
+                raise PermissionDenied("Your role does not give access to this page.")
+            return view(request, *args, **kwargs)
+
+        return wrapped
+
+    return decorator
+
+
+@role_required(Role.RADIOLOGIST, Role.ADMINISTRATOR)
+def worklist_page(request: HttpRequest) -> HttpResponse:
+    status_filter = request.GET.get("status") or None
+    if status_filter not in (None, *WorklistItem.Status.values):
+        status_filter = None
+    items = list(selectors.worklist_items(status=status_filter)[:200])
+    rows = [{"item": item, "viewer_url": viewer_url(item.study)} for item in items]
+    return render(
+        request,
+        "worklist/worklist.html",
+        {
+            "rows": rows,
+            "status_filter": status_filter or "",
+            "statuses": WorklistItem.Status.choices,
+            "can_read": user_has_role(request.user, Role.RADIOLOGIST),
+        },
+    )
+
+
+@role_required(Role.RADIOLOGIST, Role.ADMINISTRATOR)
+def study_page(request: HttpRequest, study_id: int) -> HttpResponse:
+    try:
+        study = selectors.study_detail(study_id=study_id)
+    except Study.DoesNotExist as missing:
+        from django.http import Http404
+
+        raise Http404("No such study.") from missing
+    audit_study_view(request=request, study_id=study.pk, channel="page")
+    return render(
+        request,
+        "worklist/study.html",
+        {
+            "study": study,
+            "item": getattr(study, "worklist_item", None),
+            "viewer_url": viewer_url(study),
+            "can_read": user_has_role(request.user, Role.RADIOLOGIST),
+        },
+    )
+
+
+_ACTIONS = {
+    "claim": worklist_item_claim,
+    "release": worklist_item_release,
+    "read": worklist_item_mark_read,
+}
+
+
+@require_POST
+@role_required(Role.RADIOLOGIST)
+def worklist_action(request: HttpRequest, item_id: int, action: str) -> HttpResponse:
+    service = _ACTIONS.get(action)
+    if service is None:
+        raise PermissionDenied("Unknown action.")
+    item = get_object_or_404(WorklistItem, pk=item_id)
+    try:
+        service(item_id=item.pk, user_id=request.user.pk, channel="page")
+    except ClaimConflict as conflict:
+        messages.error(request, str(conflict))
+    return HttpResponseRedirect(request.POST.get("next") or reverse("worklist:page"))
