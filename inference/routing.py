@@ -59,12 +59,24 @@ class ApplicabilityRule:
         if not anatomy_matches:
             return False
         if self.requires_contrast is not None:
-            has_contrast = bool(series.contrast_agent) or any(
-                word in text for word in ("CONTRAST", " C+", "CTPA", "ANGIO", "CTA")
-            )
-            if has_contrast != self.requires_contrast:
+            if contrast_given(text=text, agent=series.contrast_agent) != self.requires_contrast:
                 return False
         return True
+
+
+_WITHOUT_CONTRAST = ("WO CONTRAST", "W/O", "WITHOUT CONTRAST", "NON-CONTRAST", "NONCONTRAST",
+                     "NON CONTRAST", "PLAIN", " C-")
+_WITH_CONTRAST = ("CONTRAST", " C+", "CTPA", "ANGIO", "CTA ", "ARTERIAL", "PORTAL")
+
+
+def contrast_given(*, text: str, agent: str) -> bool:
+    """Contrast from the Contrast/Bolus Agent attribute, else from the descriptions' wording."""
+    if agent.strip():
+        return True
+    padded = f" {text.upper()} "
+    if any(phrase in padded for phrase in _WITHOUT_CONTRAST):
+        return False
+    return any(phrase in padded for phrase in _WITH_CONTRAST)
 
 
 DEFAULT_RULES: tuple[ApplicabilityRule, ...] = (

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import socketserver
 import threading
 import time
 from collections.abc import Sequence
@@ -76,6 +77,11 @@ class ReusePortServer(ThreadedAssociationServer):
         if hasattr(socket, "SO_REUSEPORT"):
             self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         super().server_bind()
+
+    def shutdown(self) -> None:
+        # The base class also unregisters from the AE, which only start_server() registers with.
+        socketserver.BaseServer.shutdown(self)
+        self.server_close()
 
 
 def application_entity(*, ae_title: str, allowed_calling_aes: Sequence[str]) -> AE:

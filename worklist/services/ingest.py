@@ -9,7 +9,7 @@ from pathlib import Path
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import Case, F, Value, When
+from django.db.models import Case, F, PositiveIntegerField, Value, When
 from django.utils import timezone
 
 from worklist import storage
@@ -169,6 +169,7 @@ def _instance_register(
             reopened_count=Case(
                 When(state=Study.State.READY, then=F("reopened_count") + 1),
                 default=F("reopened_count"),
+                output_field=PositiveIntegerField(),
             ),
             state=Value(Study.State.RECEIVING),
         )

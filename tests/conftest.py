@@ -1,0 +1,161 @@
+"""Shared fixtures: users per role, and real processes (DICOM listener, Celery worker).
+
+Processes started here talk to the same PostgreSQL test database and Redis as the tests.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from django.contrib.auth.models import Group, User
+from django.db import connection
+
+from triage.roles import Role, roles_ensure
+
+ROOT = Path(__file__).resolve().parent.parent
+ARTIFACTS = ROOT / "test-artifacts"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def wait_for_port(port: int, *, process: subprocess.Popen[bytes], timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"process exited early with {process.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise TimeoutError(f"nothing listening on {port}")
+
+
+def child_environment() -> dict[str, str]:
+    """The test process's environment, pointed at the test database."""
+    env = dict(os.environ)
+    db = settings.DATABASES["default"]
+    env["DATABASE_URL"] = (
+        f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+    )
+    env["TCP_NODELAY"] = "1"
+    env.setdefault("LOG_LEVEL", "INFO")
+    return env
+
+
+@dataclass
+class Users:
+    radiologist: User
+    radiologist2: User
+    clinician: User
+    administrator: User
+    integration: User
+    nobody: User
+
+
+PASSWORD = "correct-horse-battery"
+
+
+def _user(username: str, role: Role | None) -> User:
+    user = User.objects.create_user(username=username, password=PASSWORD)
+    if role is not None:
+        user.groups.add(Group.objects.get(name=str(role)))
+    return user
+
+
+@pytest.fixture
+def users(db: None) -> Users:
+    roles_ensure()
+    return Users(
+        radiologist=_user("rad", Role.RADIOLOGIST),
+        radiologist2=_user("rad2", Role.RADIOLOGIST),
+        clinician=_user("clin", Role.CLINICIAN),
+        administrator=_user("admin", Role.ADMINISTRATOR),
+        integration=_user("modality", Role.INTEGRATION),
+        nobody=_user("nobody", None),
+    )
+
+
+@pytest.fixture(autouse=True)
+def _clean_storage() -> Iterator[None]:
+    storage = Path(settings.DICOM_STORAGE_DIR)
+    shutil.rmtree(storage, ignore_errors=True)
+    storage.mkdir(parents=True, exist_ok=True)
+    yield
+
+
+@dataclass
+class Listener:
+    port: int
+    ae_title: str
+    process: subprocess.Popen[bytes]
+    log_path: Path
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+@pytest.fixture
+def dicom_listener(transactional_db: None, tmp_path: Path) -> Iterator[Listener]:
+    """A real `manage.py dicom_scp` process on a free port, feeding the test database."""
+    port = free_port()
+    log_path = tmp_path / "dicom_scp.log"
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, str(ROOT / "manage.py"), "dicom_scp", "--host", "127.0.0.1",
+             "--port", str(port), "--ae-title", "TRIAGE"],
+            cwd=ROOT,
+            env=child_environment(),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        wait_for_port(port, process=process)
+        yield Listener(port=port, ae_title="TRIAGE", process=process, log_path=log_path)
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        connection.close()
+
+
+@pytest.fixture(scope="session")
+def celery_worker(django_db_setup: None, django_db_blocker: object) -> Iterator[subprocess.Popen[bytes]]:
+    """A real Celery worker on the real Redis broker, for the test database."""
+    import redis
+
+    broker = redis.Redis.from_url(settings.CELERY_BROKER_URL)
+    broker.flushdb()
+    ARTIFACTS.mkdir(exist_ok=True)
+    log = open(ARTIFACTS / "celery-worker.log", "wb")  # noqa: SIM115 - closed at teardown
+    process = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "triage", "worker", "-Q", "default,inference",
+         "-P", "solo", "--without-gossip", "--without-mingle", "-l", "INFO"],
+        cwd=ROOT,
+        env=child_environment(),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    yield process
+    process.terminate()
+    try:
+        process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        process.kill()
+    log.close()
