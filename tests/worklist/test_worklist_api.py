@@ -1,0 +1,173 @@
+"""The worklist API and pages: roles, ordering, claims, audit."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+from rest_framework.authtoken.models import Token
+
+from tests.factories import ready_study
+from triage.models import AuditEvent
+
+
+@pytest.fixture
+def rad_client(client, users):
+    client.force_login(users.radiologist)
+    return client
+
+
+def test_worklist_lists_required_fields_in_deadline_order(rad_client):
+    routine = ready_study(priority="ROUTINE")
+    stat = ready_study(priority="STAT")
+    ed = ready_study(is_emergency=True, location="ED")
+
+    rows = rad_client.get("/api/worklist/").json()["results"]
+
+    assert [row["id"] for row in rows] == [stat.pk, ed.pk, routine.pk]
+    for field in ("id", "study_instance_uid", "accession_number", "modality", "status",
+                  "ai_state", "read_by", "received_at", "findings"):
+        assert field in rows[0]
+
+
+def test_worklist_filters(rad_client, users):
+    ct = ready_study(modality="CT")
+    ready_study(modality="CR", is_emergency=True)
+    rad_client.post(f"/api/worklist/{ct.pk}/claim/")
+
+    assert [r["modality"] for r in rad_client.get("/api/worklist/?modality=cr").json()["results"]] == ["CR"]
+    assert [r["id"] for r in rad_client.get("/api/worklist/?status=in_progress").json()["results"]] == [ct.pk]
+    assert [r["modality"] for r in rad_client.get("/api/worklist/?location=other").json()["results"]] == ["CT"]
+    assert rad_client.get("/api/worklist/?status=bogus").status_code == 400
+
+
+def test_claim_release_and_read(rad_client, users):
+    item = ready_study()
+
+    claimed = rad_client.post(f"/api/worklist/{item.pk}/claim/").json()
+    assert claimed["status"] == "in_progress" and claimed["claimed_by"] == "rad"
+    released = rad_client.post(f"/api/worklist/{item.pk}/release/").json()
+    assert released["status"] == "unread" and released["claimed_by"] is None
+    read = rad_client.post(f"/api/worklist/{item.pk}/read/").json()
+    assert read["status"] == "read" and read["read_at"]
+    actions = list(AuditEvent.objects.filter(study_id=item.study_id).values_list("action", flat=True))
+    assert sorted(actions) == ["worklist.claim", "worklist.read", "worklist.release"]
+
+
+def test_claiming_a_study_someone_else_holds_is_a_conflict(client, users):
+    item = ready_study()
+    client.force_login(users.radiologist)
+    assert client.post(f"/api/worklist/{item.pk}/claim/").status_code == 200
+
+    client.force_login(users.radiologist2)
+    response = client.post(f"/api/worklist/{item.pk}/claim/")
+
+    assert response.status_code == 409
+    assert "Another radiologist" in response.json()["detail"]
+    assert client.post(f"/api/worklist/{item.pk}/release/").status_code == 409
+
+
+@pytest.mark.parametrize(
+    ("role", "list_status", "claim_status"),
+    [
+        ("radiologist", 200, 200),
+        ("administrator", 200, 403),
+        ("clinician", 403, 403),
+        ("nobody", 403, 403),
+    ],
+)
+def test_api_permissions_per_role(client, users, role, list_status, claim_status):
+    item = ready_study()
+    client.force_login(getattr(users, role))
+
+    assert client.get("/api/worklist/").status_code == list_status
+    assert client.get(f"/api/studies/{item.study_id}/").status_code == list_status
+    assert client.post(f"/api/worklist/{item.pk}/claim/").status_code == claim_status
+
+
+def test_anonymous_api_request_is_unauthorised(client, db):
+    assert client.get("/api/worklist/").status_code == 401
+
+
+def test_token_authentication(client, users):
+    ready_study()
+    token = Token.objects.create(user=users.radiologist)
+
+    response = client.get("/api/worklist/", HTTP_AUTHORIZATION=f"Token {token.key}")
+
+    assert response.status_code == 200 and response.json()["count"] == 1
+
+
+def test_study_detail_view_is_audited(rad_client, users):
+    item = ready_study()
+
+    response = rad_client.get(f"/api/studies/{item.study_id}/", REMOTE_ADDR="10.1.2.3")
+
+    assert response.status_code == 200
+    assert response.json()["patient_id"].startswith("MRN")
+    event = AuditEvent.objects.get(action="study.view")
+    assert (event.actor, event.study_id, event.channel, event.remote_addr) == (
+        users.radiologist, item.study_id, "api", "10.1.2.3"
+    )
+
+
+def test_study_page_view_is_audited(rad_client, users):
+    item = ready_study()
+
+    response = rad_client.get(f"/worklist/studies/{item.study_id}/")
+
+    assert response.status_code == 200
+    assert b"Testperson" in response.content
+    assert AuditEvent.objects.filter(action="study.view", channel="page").count() == 1
+
+
+def test_worklist_page_shows_items_and_claim_button(rad_client):
+    item = ready_study()
+
+    page = rad_client.get("/worklist/").content.decode()
+
+    assert item.study.accession_number in page
+    assert "Claim" in page and "Open in viewer" in page
+    assert "pacs.invalid/viewer?StudyInstanceUID=" + item.study.study_instance_uid in page
+    assert "demonstration models" in page
+
+
+def test_pages_need_login_and_role(client, users):
+    assert client.get("/worklist/").status_code == 302  # to the login page
+    client.force_login(users.clinician)
+    assert client.get("/worklist/").status_code == 403
+
+
+def test_claim_from_the_page(rad_client):
+    item = ready_study()
+
+    response = rad_client.post(f"/worklist/items/{item.pk}/claim/")
+
+    assert response.status_code == 302
+    item.refresh_from_db()
+    assert item.status == "in_progress"
+
+
+def test_quarantine_is_for_administrators(client, users):
+    client.force_login(users.radiologist)
+    assert client.get("/api/quarantine/").status_code == 403
+    client.force_login(users.administrator)
+    assert client.get("/api/quarantine/").status_code == 200
+
+
+def test_openapi_schema_is_served(rad_client):
+    response = rad_client.get("/api/schema/")
+
+    assert response.status_code == 200
+    assert b"/api/worklist/" in response.content
+
+
+def test_an_aged_routine_study_keeps_its_place_by_deadline(rad_client):
+    """Aging needs no recomputation: an old routine study passes a new one of the same class."""
+    new = ready_study(received_at=timezone.now())
+    old = ready_study(received_at=timezone.now() - timedelta(hours=3))
+
+    rows = rad_client.get("/api/worklist/").json()["results"]
+
+    assert [row["id"] for row in rows] == [old.pk, new.pk]
