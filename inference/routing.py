@@ -64,8 +64,16 @@ class ApplicabilityRule:
         return True
 
 
-_WITHOUT_CONTRAST = ("WO CONTRAST", "W/O", "WITHOUT CONTRAST", "NON-CONTRAST", "NONCONTRAST",
-                     "NON CONTRAST", "PLAIN", " C-")
+_WITHOUT_CONTRAST = (
+    "WO CONTRAST",
+    "W/O",
+    "WITHOUT CONTRAST",
+    "NON-CONTRAST",
+    "NONCONTRAST",
+    "NON CONTRAST",
+    "PLAIN",
+    " C-",
+)
 _WITH_CONTRAST = ("CONTRAST", " C+", "CTPA", "ANGIO", "CTA ", "ARTERIAL", "PORTAL")
 
 

@@ -116,8 +116,17 @@ def dicom_listener(transactional_db: None, tmp_path: Path) -> Iterator[Listener]
     log_path = tmp_path / "dicom_scp.log"
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
-            [sys.executable, str(ROOT / "manage.py"), "dicom_scp", "--host", "127.0.0.1",
-             "--port", str(port), "--ae-title", "TRIAGE"],
+            [
+                sys.executable,
+                str(ROOT / "manage.py"),
+                "dicom_scp",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--ae-title",
+                "TRIAGE",
+            ],
             cwd=ROOT,
             env=child_environment(),
             stdout=log,
@@ -136,7 +145,9 @@ def dicom_listener(transactional_db: None, tmp_path: Path) -> Iterator[Listener]
 
 
 @pytest.fixture(scope="session")
-def celery_worker(django_db_setup: None, django_db_blocker: object) -> Iterator[subprocess.Popen[bytes]]:
+def celery_worker(
+    django_db_setup: None, django_db_blocker: object
+) -> Iterator[subprocess.Popen[bytes]]:
     """A real Celery worker on the real Redis broker, for the test database."""
     import redis
 
@@ -145,8 +156,22 @@ def celery_worker(django_db_setup: None, django_db_blocker: object) -> Iterator[
     ARTIFACTS.mkdir(exist_ok=True)
     log = open(ARTIFACTS / "celery-worker.log", "wb")  # noqa: SIM115 - closed at teardown
     process = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "triage", "worker", "-Q", "default,inference",
-         "-P", "solo", "--without-gossip", "--without-mingle", "-l", "INFO"],
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "triage",
+            "worker",
+            "-Q",
+            "default,inference",
+            "-P",
+            "solo",
+            "--without-gossip",
+            "--without-mingle",
+            "-l",
+            "INFO",
+        ],
         cwd=ROOT,
         env=child_environment(),
         stdout=log,

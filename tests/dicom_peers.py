@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pydicom.uid import (
-    DeflatedExplicitVRLittleEndian,
     JPEG2000,
+    DeflatedExplicitVRLittleEndian,
     JPEG2000Lossless,
     JPEGBaseline8Bit,
     JPEGExtended12Bit,
@@ -50,7 +50,10 @@ def _dcmtk_env() -> dict[str, str]:
 def echoscu(port: int, *, called: str = "TRIAGE", calling: str = "ECHOSCU") -> PeerResult:
     run = subprocess.run(
         ["echoscu", "-aet", calling, "-aec", called, "127.0.0.1", str(port)],
-        capture_output=True, text=True, timeout=30, env=_dcmtk_env(),
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env=_dcmtk_env(),
     )
     return PeerResult(run.returncode, run.stdout + run.stderr)
 

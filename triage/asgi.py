@@ -1,4 +1,5 @@
-"""ASGI entry point: HTTP through Django (with the DICOMweb body limit), WebSockets through Channels."""
+"""ASGI entry point: HTTP through Django (with the DICOMweb body limit), WebSockets through
+Channels."""
 
 from __future__ import annotations
 

@@ -51,9 +51,11 @@ EMBEDDED = DEBUG  # embedded defaults serve the demo and development only
 if EMBEDDED:
     (BASE_DIR / "var").mkdir(exist_ok=True)
     SECRET_KEY = os.environ.get("SECRET_KEY") or "embedded-demo-only-not-a-secret"
-    _database_url = os.environ.get("DATABASE_URL") or f"sqlite:///{BASE_DIR / 'var' / 'demo.sqlite3'}"
+    _database_url = (
+        os.environ.get("DATABASE_URL") or f"sqlite:///{BASE_DIR / 'var' / 'demo.sqlite3'}"
+    )
     REDIS_URL = os.environ.get("REDIS_URL", "")
-    CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL") or (REDIS_URL or "memory://")
+    CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL") or (REDIS_URL or "memory://localhost/")
 else:
     SECRET_KEY = _required("SECRET_KEY")
     _database_url = _required("DATABASE_URL")
@@ -187,7 +189,8 @@ SPECTACULAR_SETTINGS = {
 
 # --- DICOM ingest ---------------------------------------------------------------------------
 DICOM_STORAGE_DIR = Path(
-    os.environ.get("DICOM_STORAGE_DIR") or (BASE_DIR / "var" / "dicom" if EMBEDDED else "")
+    os.environ.get("DICOM_STORAGE_DIR")
+    or (BASE_DIR / "var" / "dicom" if EMBEDDED else "")
     or _required("DICOM_STORAGE_DIR")
 )
 DICOM_ALLOWED_AE_TITLES = _env_list("DICOM_ALLOWED_AE_TITLES")

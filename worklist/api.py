@@ -13,7 +13,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from triage.audit import audit_study_view
-from triage.roles import Role, user_has_role
+from triage.roles import Role, acting_user_id, user_has_role
 from worklist import selectors
 from worklist.models import QuarantinedObject, Study, WorklistItem
 from worklist.serializers import StudyDetailSerializer, WorklistItemSerializer
@@ -108,7 +108,7 @@ class _ReadingAction(APIView):
     def post(self, request: Request, item_id: int) -> Response:
         get_object_or_404(WorklistItem, pk=item_id)
         try:
-            item = self.perform(item_id=item_id, user_id=request.user.pk)
+            item = self.perform(item_id=item_id, user_id=acting_user_id(request.user))
         except ClaimConflict as conflict:
             return Response({"detail": str(conflict)}, status=status.HTTP_409_CONFLICT)
         item = selectors.worklist_items().get(pk=item.pk)

@@ -66,7 +66,7 @@ class StowView(APIView):
         content_type = django_request.META.get("CONTENT_TYPE", "")
         media_type, params = _parse_content_type(content_type)
         if media_type != "multipart/related":
-            return _problem(415, "STOW-RS expects multipart/related; type=\"application/dicom\".")
+            return _problem(415, 'STOW-RS expects multipart/related; type="application/dicom".')
         if params.get("type", "application/dicom").lower() != "application/dicom":
             return _problem(415, "Only application/dicom parts are accepted.")
         boundary = params.get("boundary")

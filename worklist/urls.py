@@ -8,9 +8,7 @@ app_name = "worklist"
 page_urls = [
     path("", views.worklist_page, name="page"),
     path("studies/<int:study_id>/", views.study_page, name="study"),
-    path(
-        "items/<int:item_id>/<str:action>/", views.worklist_action, name="action"
-    ),
+    path("items/<int:item_id>/<str:action>/", views.worklist_action, name="action"),
 ]
 
 api_urls = [

@@ -15,7 +15,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from triage.audit import audit_study_view
-from triage.roles import Role, user_has_role
+from triage.roles import Role, acting_user_id, user_has_role
 from worklist import selectors
 from worklist.models import Study, WorklistItem
 from worklist.serializers import viewer_url
@@ -98,7 +98,7 @@ def worklist_action(request: HttpRequest, item_id: int, action: str) -> HttpResp
         raise PermissionDenied("Unknown action.")
     item = get_object_or_404(WorklistItem, pk=item_id)
     try:
-        service(item_id=item.pk, user_id=request.user.pk, channel="page")
+        service(item_id=item.pk, user_id=acting_user_id(request.user), channel="page")
     except ClaimConflict as conflict:
         messages.error(request, str(conflict))
     return HttpResponseRedirect(request.POST.get("next") or reverse("worklist:page"))

@@ -33,7 +33,9 @@ def test_emergency_location_and_flagged_finding_bring_the_deadline_forward(setti
 
     ed = read_by_compute(received_at=ARRIVAL, order_priority="ROUTINE", is_emergency=True)
     flagged = read_by_compute(
-        received_at=ARRIVAL, order_priority="ROUTINE", is_emergency=True,
+        received_at=ARRIVAL,
+        order_priority="ROUTINE",
+        is_emergency=True,
         flagged_findings=["intracranial_hemorrhage"],
     )
 
@@ -57,13 +59,18 @@ def test_reopened_study_keeps_its_earlier_deadline(db, settings):
     from worklist.models import Patient
 
     study = Study.objects.create(
-        study_instance_uid="1.2.3.4", patient=Patient.objects.create(), order_priority="STAT",
-        first_received_at=ARRIVAL, last_instance_at=ARRIVAL,
+        study_instance_uid="1.2.3.4",
+        patient=Patient.objects.create(),
+        order_priority="STAT",
+        first_received_at=ARRIVAL,
+        last_instance_at=ARRIVAL,
     )
     first = study_mark_ready(study=study, now=ARRIVAL).read_by
     # An administrator relaxes STAT afterwards; the study is re-opened by a late instance.
-    settings.WORKLIST_PRIORITY_TARGET_MINUTES = {**settings.WORKLIST_PRIORITY_TARGET_MINUTES,
-                                                 "STAT": 90}
+    settings.WORKLIST_PRIORITY_TARGET_MINUTES = {
+        **settings.WORKLIST_PRIORITY_TARGET_MINUTES,
+        "STAT": 90,
+    }
     study_mark_ready(study=study, now=ARRIVAL + timedelta(minutes=1))
 
     assert WorklistItem.objects.get(study=study).read_by == first

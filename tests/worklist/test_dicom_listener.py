@@ -94,11 +94,13 @@ def test_study_no_model_applies_to_is_not_eligible(dicom_listener, celery_worker
 def test_worklist_is_in_deadline_order(dicom_listener, tmp_path, client, users):
     routine = write_study(
         StudySpec(description="CT ABDOMEN", body_part="ABDOMEN", slices=4, location="WARD 7"),
-        seed=21, out_dir=tmp_path / "routine",
+        seed=21,
+        out_dir=tmp_path / "routine",
     )
     stat = write_study(StudySpec(slices=4, priority="STAT"), seed=22, out_dir=tmp_path / "stat")
-    emergency = write_study(StudySpec(slices=4, location="ED-RESUS-2"), seed=23,
-                            out_dir=tmp_path / "ed")
+    emergency = write_study(
+        StudySpec(slices=4, location="ED-RESUS-2"), seed=23, out_dir=tmp_path / "ed"
+    )
 
     for paths in (routine, emergency, stat):  # the most urgent arrives last
         assert storescu(dicom_listener.port, paths).returncode == 0
@@ -191,7 +193,9 @@ def test_file_without_study_uid_is_refused(dicom_listener, tmp_path):
     assert result.returncode != 0 or "0xc002" in result.output.lower()
     quarantined = QuarantinedObject.objects.get()
     assert quarantined.status_code == status.MISSING_UIDS
-    assert "StudyInstanceUID" not in quarantined.reason or "study_instance_uid" in quarantined.reason
+    assert (
+        "StudyInstanceUID" not in quarantined.reason or "study_instance_uid" in quarantined.reason
+    )
     assert "study_instance_uid" in quarantined.reason
     assert echoscu(dicom_listener.port).returncode == 0
 
@@ -224,5 +228,5 @@ def test_patient_identity_never_reaches_the_listener_log(dicom_listener, tmp_pat
     wait_until(lambda: Study.objects.filter(state="ready").exists())
 
     log = dicom_listener.log()
-    assert ds.SOPInstanceUID in log  # the log does carry UIDs
+    assert f"study ready study={Study.objects.get().pk}" in log  # the log does carry ids
     assert str(ds.PatientName) not in log and ds.PatientID not in log

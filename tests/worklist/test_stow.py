@@ -27,8 +27,14 @@ def multipart(parts: list[bytes], *, part_type: str = "application/dicom") -> by
     return body + f"--{BOUNDARY}--\r\n".encode()
 
 
-def post(client, body: bytes, *, token: Token | None = None, url: str = "/dicomweb/studies",
-         content_type: str = CONTENT_TYPE):
+def post(
+    client,
+    body: bytes,
+    *,
+    token: Token | None = None,
+    url: str = "/dicomweb/studies",
+    content_type: str = CONTENT_TYPE,
+):
     headers = {"HTTP_AUTHORIZATION": f"Token {token.key}"} if token else {}
     return client.generic("POST", url, body, content_type=content_type, **headers)
 
@@ -74,7 +80,9 @@ def test_partial_failure_reports_each_instance(client, token, study_files):
 
 def test_instance_of_another_study_than_the_url_names_fails(client, token, study_files):
     response = post(
-        client, multipart([study_files[0].read_bytes()]), token=token,
+        client,
+        multipart([study_files[0].read_bytes()]),
+        token=token,
         url="/dicomweb/studies/1.2.3.4.5.999",
     )
 
@@ -146,7 +154,10 @@ def asgi_server(transactional_db, tmp_path):
     log = open(tmp_path / "uvicorn.log", "wb")  # noqa: SIM115
     process = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", "triage.asgi:application", "--port", str(port)],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     try:
         wait_for_port(port, process=process)
@@ -178,7 +189,9 @@ def test_asgi_server_stores_a_study(asgi_server, users, study_files):
     connection = http.client.HTTPConnection("127.0.0.1", asgi_server, timeout=10)
 
     connection.request(
-        "POST", "/dicomweb/studies", body=body,
+        "POST",
+        "/dicomweb/studies",
+        body=body,
         headers={"Content-Type": CONTENT_TYPE, "Authorization": f"Token {token.key}"},
     )
 

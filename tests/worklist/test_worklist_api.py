@@ -26,8 +26,17 @@ def test_worklist_lists_required_fields_in_deadline_order(rad_client):
     rows = rad_client.get("/api/worklist/").json()["results"]
 
     assert [row["id"] for row in rows] == [stat.pk, ed.pk, routine.pk]
-    for field in ("id", "study_instance_uid", "accession_number", "modality", "status",
-                  "ai_state", "read_by", "received_at", "findings"):
+    for field in (
+        "id",
+        "study_instance_uid",
+        "accession_number",
+        "modality",
+        "status",
+        "ai_state",
+        "read_by",
+        "received_at",
+        "findings",
+    ):
         assert field in rows[0]
 
 
@@ -36,9 +45,15 @@ def test_worklist_filters(rad_client, users):
     ready_study(modality="CR", is_emergency=True)
     rad_client.post(f"/api/worklist/{ct.pk}/claim/")
 
-    assert [r["modality"] for r in rad_client.get("/api/worklist/?modality=cr").json()["results"]] == ["CR"]
-    assert [r["id"] for r in rad_client.get("/api/worklist/?status=in_progress").json()["results"]] == [ct.pk]
-    assert [r["modality"] for r in rad_client.get("/api/worklist/?location=other").json()["results"]] == ["CT"]
+    assert [
+        r["modality"] for r in rad_client.get("/api/worklist/?modality=cr").json()["results"]
+    ] == ["CR"]
+    assert [
+        r["id"] for r in rad_client.get("/api/worklist/?status=in_progress").json()["results"]
+    ] == [ct.pk]
+    assert [
+        r["modality"] for r in rad_client.get("/api/worklist/?location=other").json()["results"]
+    ] == ["CT"]
     assert rad_client.get("/api/worklist/?status=bogus").status_code == 400
 
 
@@ -51,7 +66,9 @@ def test_claim_release_and_read(rad_client, users):
     assert released["status"] == "unread" and released["claimed_by"] is None
     read = rad_client.post(f"/api/worklist/{item.pk}/read/").json()
     assert read["status"] == "read" and read["read_at"]
-    actions = list(AuditEvent.objects.filter(study_id=item.study_id).values_list("action", flat=True))
+    actions = list(
+        AuditEvent.objects.filter(study_id=item.study_id).values_list("action", flat=True)
+    )
     assert sorted(actions) == ["worklist.claim", "worklist.read", "worklist.release"]
 
 
@@ -108,7 +125,10 @@ def test_study_detail_view_is_audited(rad_client, users):
     assert response.json()["patient_id"].startswith("MRN")
     event = AuditEvent.objects.get(action="study.view")
     assert (event.actor, event.study_id, event.channel, event.remote_addr) == (
-        users.radiologist, item.study_id, "api", "10.1.2.3"
+        users.radiologist,
+        item.study_id,
+        "api",
+        "10.1.2.3",
     )
 
 

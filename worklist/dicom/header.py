@@ -119,8 +119,7 @@ def header_read(
                 "series_instance_uid": _text(ds, "SeriesInstanceUID"),
             }
             has_pixels = any(
-                keyword in ds
-                for keyword in ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
+                keyword in ds for keyword in ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
             )
             header = InstanceHeader(
                 **header_values,
@@ -144,8 +143,17 @@ def header_read(
             )
     except RejectedObject:
         raise
-    except (InvalidDicomError, EOFError, UserWarning, ValueError, TypeError, KeyError,
-            OSError, AttributeError, NotImplementedError) as exc:
+    except (
+        InvalidDicomError,
+        EOFError,
+        UserWarning,
+        ValueError,
+        TypeError,
+        KeyError,
+        OSError,
+        AttributeError,
+        NotImplementedError,
+    ) as exc:
         raise RejectedObject(
             status.CANNOT_UNDERSTAND, f"cannot parse DICOM: {type(exc).__name__}: {exc}"[:500]
         ) from exc
@@ -156,7 +164,9 @@ def header_read(
 
     missing = [name for name, value in header_values.items() if not value]
     if missing:
-        raise RejectedObject(status.MISSING_UIDS, "missing required attributes: " + ", ".join(missing))
+        raise RejectedObject(
+            status.MISSING_UIDS, "missing required attributes: " + ", ".join(missing)
+        )
     if not transfer_syntax:
         raise RejectedObject(status.CANNOT_UNDERSTAND, "file meta has no transfer syntax")
     if expected_sop_class_uid and header.sop_class_uid != expected_sop_class_uid:

@@ -78,8 +78,9 @@ def multipart_parts(
         del reader.buffer[: header_end + 4]
         headers = BytesHeaderParser().parsebytes(raw_headers)
         content_type = (headers.get_content_type() if headers.get("Content-Type") else "").lower()
-        yield _stage_body(reader, delimiter=delimiter, content_type=content_type,
-                          max_part_bytes=max_part_bytes)
+        yield _stage_body(
+            reader, delimiter=delimiter, content_type=content_type, max_part_bytes=max_part_bytes
+        )
 
 
 def _stage_body(

@@ -1,4 +1,5 @@
-"""The C-STORE / C-ECHO listener. Handlers parse the event, call the ingest service, return a status.
+"""The C-STORE / C-ECHO listener: handlers parse the event, call the ingest service, and return
+a status.
 
 Handlers never raise: an unexpected error becomes a failure status and a log line, and the
 association loop keeps serving.
@@ -12,10 +13,12 @@ import socketserver
 import threading
 import time
 from collections.abc import Sequence
+from typing import Any, cast
 
 from django.conf import settings
 from django.db import close_old_connections
 from pynetdicom import AE, evt
+from pynetdicom.dimse_primitives import C_STORE
 from pynetdicom.events import Event
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 from pynetdicom.transport import ThreadedAssociationServer
@@ -34,6 +37,7 @@ MAXIMUM_PDU_SIZE = 4 * 1024 * 1024
 
 
 def handle_store(event: Event) -> int:
+    request = cast(C_STORE, event.request)
     calling_ae = event.assoc.requestor.ae_title.strip()
     peer = f"{event.assoc.requestor.address}:{event.assoc.requestor.port}"
     staged = None
@@ -44,8 +48,8 @@ def handle_store(event: Event) -> int:
             source=Instance.Source.DICOM,
             calling_ae_title=calling_ae,
             peer_address=peer,
-            expected_sop_class_uid=str(event.request.AffectedSOPClassUID),
-            expected_sop_instance_uid=str(event.request.AffectedSOPInstanceUID),
+            expected_sop_class_uid=str(request.AffectedSOPClassUID),
+            expected_sop_instance_uid=str(request.AffectedSOPInstanceUID),
         )
         return result.status
     except OSError:
@@ -74,7 +78,7 @@ class ReusePortServer(ThreadedAssociationServer):
     """Several listener processes can share one port (the kernel spreads associations)."""
 
     def server_bind(self) -> None:
-        if hasattr(socket, "SO_REUSEPORT"):
+        if hasattr(socket, "SO_REUSEPORT") and self.socket is not None:
             self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         super().server_bind()
 
@@ -112,7 +116,7 @@ def allowed_calling_ae_titles() -> list[str]:
 def listener_start(*, host: str, port: int, ae_title: str) -> ThreadedAssociationServer:
     """Start the listener in background threads and return its server."""
     ae = application_entity(ae_title=ae_title, allowed_calling_aes=allowed_calling_ae_titles())
-    handlers = [
+    handlers: list[Any] = [
         (evt.EVT_C_STORE, handle_store),
         (evt.EVT_C_ECHO, handle_echo),
         (evt.EVT_RELEASED, handle_association_closed),

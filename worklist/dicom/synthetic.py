@@ -13,10 +13,10 @@ from pathlib import Path
 
 import numpy as np
 from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian, PYDICOM_IMPLEMENTATION_UID, generate_uid
+from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, UID, ExplicitVRLittleEndian, generate_uid
 
-CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
-CR_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.1"
+CT_IMAGE_STORAGE = UID("1.2.840.10008.5.1.4.1.1.2")
+CR_IMAGE_STORAGE = UID("1.2.840.10008.5.1.4.1.1.1")
 UID_ROOT = "1.2.826.0.1.3680043.10.1453."
 
 GIVEN = ["Alex", "Sam", "Robin", "Jordan", "Casey", "Morgan", "Riley", "Jamie"]

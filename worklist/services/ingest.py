@@ -101,7 +101,7 @@ def instance_ingest(
         # Another association registered the same SOP instance a moment ago: same object.
         study_id = Study.objects.get(study_instance_uid=header.study_instance_uid).pk
         return _duplicate(header, study_id=study_id)
-    logger.info(
+    logger.debug(
         "stored instance sop=%s study=%s source=%s ae=%s",
         header.sop_instance_uid,
         study_id,
@@ -118,7 +118,7 @@ def instance_ingest(
 
 
 def _duplicate(header: InstanceHeader, *, study_id: int) -> IngestResult:
-    logger.info("duplicate instance sop=%s study=%s", header.sop_instance_uid, study_id)
+    logger.debug("duplicate instance sop=%s study=%s", header.sop_instance_uid, study_id)
     return IngestResult(
         status=status.SUCCESS,
         sop_class_uid=header.sop_class_uid,
@@ -270,6 +270,4 @@ def _quarantine(
         calling_ae_title,
         status_code,
     )
-    return IngestResult(
-        status=status_code, sop_instance_uid=sop_instance_uid, reason=reason
-    )
+    return IngestResult(status=status_code, sop_instance_uid=sop_instance_uid, reason=reason)

@@ -1,0 +1,139 @@
+"""`make demo`: the whole product in one process on embedded defaults.
+
+Same code paths as production with the backing services swapped: SQLite, the in-memory channel
+layer, and an in-memory Celery broker served by a worker in this process.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth.models import Group, User
+from django.core.management import call_command
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from rest_framework.authtoken.models import Token
+
+from triage.roles import Role, roles_ensure
+
+logger = logging.getLogger(__name__)
+
+DEMO_USERS = [
+    ("radiologist", Role.RADIOLOGIST, False),
+    ("clinician", Role.CLINICIAN, False),
+    ("admin", Role.ADMINISTRATOR, True),
+    ("modality", Role.INTEGRATION, False),
+]
+
+
+class Command(BaseCommand):
+    help = "Run the demo: web app, DICOM listener, in-process worker and simulated ED traffic."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--host", default="127.0.0.1")
+        parser.add_argument("--port", type=int, default=8000)
+        parser.add_argument("--dicom-port", type=int, default=11112)
+        parser.add_argument("--ae-title", default="TRIAGE")
+        parser.add_argument(
+            "--studies-per-minute",
+            type=float,
+            default=4.0,
+            help="simulated ED arrival rate (0 for none)",
+        )
+        parser.add_argument("--seed", type=int, default=1)
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        if not settings.EMBEDDED:
+            raise CommandError("run_demo is for the embedded demo (DEBUG=1) only.")
+        call_command("migrate", interactive=False, verbosity=0)
+        logins = self._demo_users()
+
+        from worklist.dicom.scp import listener_start, stabiliser_start
+        from worklist.traffic import traffic_loop
+
+        listener_start(
+            host=options["host"], port=options["dicom_port"], ae_title=options["ae_title"]
+        )
+        stop = stabiliser_start()
+        self._start_web(host=options["host"], port=options["port"])
+        if options["studies_per_minute"] > 0:
+            threading.Thread(
+                target=traffic_loop,
+                kwargs={
+                    "host": options["host"],
+                    "port": options["dicom_port"],
+                    "called_ae": options["ae_title"],
+                    "studies_per_minute": options["studies_per_minute"],
+                    "seed": options["seed"],
+                    "stop": stop,
+                },
+                name="demo-traffic",
+                daemon=True,
+            ).start()
+
+        address = f"http://{options['host']}:{options['port']}/"
+        self.stdout.write("")
+        self.stdout.write(self.style.SUCCESS(f"ED triage worklist demo: open {address}"))
+        for username, password, role in logins:
+            self.stdout.write(f"  {role:<14} login: {username} / {password}")
+        self.stdout.write(
+            f"  DICOM listener: AE {options['ae_title']} on {options['host']}:"
+            f"{options['dicom_port']} (send with: storescu -aec {options['ae_title']} "
+            f"{options['host']} {options['dicom_port']} FILES)"
+        )
+        self.stdout.write(
+            "  Simulated ED traffic: synthetic studies with invented identities. Any AI output "
+            "comes from demonstration models trained on synthetic phantoms (no clinical validity)."
+        )
+        self.stdout.write("  Stop with Ctrl-C.\n")
+        self.stdout.flush()
+        self._run_worker()
+        stop.set()
+
+    def _demo_users(self) -> list[tuple[str, str, str]]:
+        roles_ensure()
+        logins = []
+        for username, role, staff in DEMO_USERS:
+            password = f"demo-{username}"
+            user, created = User.objects.get_or_create(username=username)
+            if created:
+                user.set_password(password)
+                user.is_staff = user.is_superuser = staff
+                user.save()
+            user.groups.add(Group.objects.get(name=str(role)))
+            logins.append((username, password, str(role)))
+        token, _ = Token.objects.get_or_create(user=User.objects.get(username="modality"))
+        logins.append(("Authorization: Token", token.key, "STOW-RS"))
+        return logins
+
+    def _start_web(self, *, host: str, port: int) -> None:
+        import uvicorn
+        from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
+
+        from triage.asgi import application
+
+        config = uvicorn.Config(
+            ASGIStaticFilesHandler(application),
+            host=host,
+            port=port,
+            log_level="warning",
+            lifespan="off",
+        )
+        server = uvicorn.Server(config)
+        threading.Thread(target=server.run, name="web", daemon=True).start()
+
+    def _run_worker(self) -> None:
+        from triage.celery import app
+
+        worker = app.Worker(
+            pool="solo",
+            queues=["default", "inference"],
+            loglevel="INFO",
+            without_heartbeat=True,
+            without_mingle=True,
+            without_gossip=True,
+            quiet=True,
+        )
+        worker.start()
