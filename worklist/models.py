@@ -125,9 +125,9 @@ class QuarantinedObject(models.Model):
 
 class WorklistItem(models.Model):
     class Status(models.TextChoices):
-        UNREAD = "unread"
-        IN_PROGRESS = "in_progress", "in progress"
-        READ = "read"
+        UNREAD = "unread", "Unread"
+        IN_PROGRESS = "in_progress", "In progress"
+        READ = "read", "Read"
 
     study = models.OneToOneField(Study, on_delete=models.CASCADE, related_name="worklist_item")
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.UNREAD)

@@ -78,7 +78,7 @@ def status_cell(page: Page, item_id: int) -> Locator:
 def test_radiologist_signs_in_claims_and_reads_from_the_worklist(page, live_server, users):
     """A radiologist signs in through the form and lands on the worklist, which lists
     studies most urgent first (STAT before ED before ROUTINE) with a live m:ss countdown
-    and the demonstration-model notice; Claim turns the row "in progress · rad" with a
+    and the demonstration-model notice; Claim turns the row "In progress · rad" with a
     "Mark read" button, and Mark read turns it "read"."""
     routine = ready_study(priority="ROUTINE", modality="CR")
     stat = ready_study(priority="STAT", modality="CT")
@@ -94,6 +94,8 @@ def test_radiologist_signs_in_claims_and_reads_from_the_worklist(page, live_serv
     )
     assert order == [stat.pk, ed.pk, routine.pk]
     expect(row(page, stat.pk).locator("td").nth(4)).to_have_text("STAT")
+    # The ED tag sits beside the priority, a column that stays visible at tablet width.
+    expect(row(page, ed.pk).locator("td").nth(4)).to_contain_text("ED")
 
     # A STAT study received a minute ago is due in about 29 minutes: "28:59" and so on,
     # not the server-rendered "H:i" clock time the script replaces.
@@ -108,7 +110,7 @@ def test_radiologist_signs_in_claims_and_reads_from_the_worklist(page, live_serv
     )
 
     row(page, stat.pk).get_by_role("button", name="Claim").click()
-    expect(status_cell(page, stat.pk)).to_have_text("in progress · rad")
+    expect(status_cell(page, stat.pk)).to_have_text("In progress · rad")
     expect(row(page, stat.pk).get_by_role("button", name="Mark read")).to_be_visible()
     expect(row(page, stat.pk).get_by_role("button", name="Claim")).to_have_count(0)
     expect(row(page, ed.pk).get_by_role("button", name="Claim")).to_be_visible()
@@ -125,7 +127,7 @@ def test_radiologist_signs_in_claims_and_reads_from_the_worklist(page, live_serv
 
 
 def test_second_radiologist_cannot_claim_a_study_someone_holds(page, live_server, users):
-    """When rad holds a study, rad2 sees it as "in progress · rad" with no Claim (or
+    """When rad holds a study, rad2 sees it as "In progress · rad" with no Claim (or
     Mark read) button on that row, while a free study still offers Claim."""
     held = ready_study(priority="STAT")
     free = ready_study(priority="ROUTINE")
@@ -133,7 +135,7 @@ def test_second_radiologist_cannot_claim_a_study_someone_holds(page, live_server
 
     sign_in(page, live_server.url, "rad2")
 
-    expect(status_cell(page, held.pk)).to_have_text("in progress · rad")
+    expect(status_cell(page, held.pk)).to_have_text("In progress · rad")
     expect(row(page, held.pk).get_by_role("button")).to_have_count(0)
     expect(row(page, free.pk).get_by_role("button", name="Claim")).to_be_visible()
 
@@ -153,7 +155,7 @@ def test_claim_is_reachable_and_usable_from_the_keyboard(page, live_server, user
     expect(claim).to_be_focused()
     page.keyboard.press("Enter")
 
-    expect(status_cell(page, item.pk)).to_have_text("in progress · rad")
+    expect(status_cell(page, item.pk)).to_have_text("In progress · rad")
 
 
 def test_clinician_is_refused_the_worklist_and_a_wrong_password_is_reported(

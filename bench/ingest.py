@@ -1,0 +1,599 @@
+"""Ingest benchmark: DCMTK storescu -> our DICOM listener vs DCMTK storescp writing to disk.
+
+The same N synthetic CT slices (512x512, 16-bit, ~0.5 MB each) are sent over 1 and over 4
+concurrent associations (4 storescu processes, a quarter of the files each), to this product's
+listener (`manage.py dicom_scp`, with --processes 1, and --processes 2 for 4 associations) and to
+`storescp` writing to a fresh directory, in the same run. Rounds are interleaved (every receiver
+once per repeat) after one warm-up round each, so drift on a noisy machine hits all rows alike.
+
+Every round sent to our listener uses a freshly generated study (its own seed, so its own SOP
+Instance UIDs): the listener answers re-sent UIDs from a duplicate fast path, which this does not
+measure. A round counts only if every storescu exits 0, reports N successful C-STORE responses,
+and the receiver holds N objects afterwards (files for storescp, database rows for ours).
+
+Run: .venv/bin/python bench/ingest.py [--json] [--slices 500] [--repeats 3]
+Needs: DCMTK on PATH, PostgreSQL on 127.0.0.1:5432 (trust auth, user postgres), Redis on 6379.
+The database triage_bench is dropped and recreated at the start of every run.
+Benchmarks are not tests: nothing here asserts on timing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+DB_NAME = "triage_bench"
+PG = ["psql", "-h", "127.0.0.1", "-U", "postgres", "-v", "ON_ERROR_STOP=1", "-qtA"]
+OUR_AE = "TRIAGE"
+PEER_AE = "PEER"
+CALLING_AE = "STORESCU"
+# Without TCP_NODELAY, DCMTK's small PDVs meet Nagle + delayed ACK: ~22 instances/s.
+DCMTK_ENV = {**os.environ, "TCP_NODELAY": "1"}
+SEND_TIMEOUT_S = 900.0
+START_TIMEOUT_S = 60.0
+
+
+class BenchError(RuntimeError):
+    """A round that cannot be counted: the run stops and says why."""
+
+
+@dataclass(frozen=True)
+class FileSet:
+    seed: int
+    paths: list[Path]
+    study_uid: str
+    total_bytes: int
+
+
+@dataclass(frozen=True)
+class Case:
+    key: str
+    label: str
+    associations: int
+    receiver: str  # "storescp" or "ours"
+    processes: int = 0  # our listener's --processes
+    reference: str = ""  # the storescp case this one is compared with
+    fork: bool = False  # storescp --fork: one child process per association
+
+
+@dataclass
+class Listener:
+    processes: int
+    port: int
+    storage: Path
+    log: Path
+    proc: subprocess.Popen[bytes] | None = None
+
+
+@dataclass
+class Samples:
+    seconds: list[float] = field(default_factory=list)
+    warmup_seconds: float | None = None
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def run_checked(
+    cmd: Sequence[str], *, env: dict[str, str] | None = None, stdin: str | None = None
+) -> str:
+    done = subprocess.run(
+        list(cmd), env=env, input=stdin, capture_output=True, text=True, check=False
+    )
+    if done.returncode != 0:
+        raise BenchError(f"{' '.join(cmd[:4])} ... failed rc={done.returncode}: {done.stderr}")
+    return done.stdout
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def listening_sockets(port: int) -> int:
+    out = subprocess.run(
+        ["ss", "-Hltn", f"sport = :{port}"], capture_output=True, text=True, check=False
+    ).stdout
+    return len([line for line in out.splitlines() if line.strip()])
+
+
+def echo_ok(port: int, called_ae: str) -> bool:
+    done = subprocess.run(
+        ["echoscu", "-aet", CALLING_AE, "-aec", called_ae, "-to", "5", "127.0.0.1", str(port)],
+        env=DCMTK_ENV,
+        capture_output=True,
+        check=False,
+    )
+    return done.returncode == 0
+
+
+def wait_ready(
+    port: int, called_ae: str, *, sockets: int, proc: subprocess.Popen[bytes], what: str
+) -> None:
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise BenchError(f"{what} exited early with rc={proc.returncode}")
+        if listening_sockets(port) >= sockets and echo_ok(port, called_ae):
+            return
+        time.sleep(0.2)
+    raise BenchError(f"{what} did not answer C-ECHO on port {port} within {START_TIMEOUT_S:.0f}s")
+
+
+def stop_process(proc: subprocess.Popen[bytes] | None) -> None:
+    """Stop a process this script started (own session), then anything left in its group."""
+    if proc is None or proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=15)
+
+
+def first_line(cmd: Sequence[str]) -> str:
+    done = subprocess.run(list(cmd), capture_output=True, text=True, check=False)
+    lines = (done.stdout or done.stderr).strip().splitlines()
+    return lines[0].strip().strip("$").strip() if lines else "unknown"
+
+
+def filesystem_of(path: Path) -> str:
+    done = subprocess.run(
+        ["df", "--output=fstype", str(path)], capture_output=True, text=True, check=False
+    )
+    lines = done.stdout.split()
+    return lines[-1] if len(lines) > 1 else "unknown"
+
+
+# --------------------------------------------------------------------------- data
+
+
+def generate_set(seed: int, slices: int, out_dir: str) -> tuple[int, list[str], str, int]:
+    """Worker: write one study with the project's own generator (not timed)."""
+    from worklist.dicom.synthetic import StudySpec, synthetic_study
+
+    spec = StudySpec(rows=512, columns=512, slices=slices, slice_thickness=1.0)
+    directory = Path(out_dir)
+    directory.mkdir(parents=True, exist_ok=True)
+    paths: list[str] = []
+    study_uid = ""
+    total = 0
+    for ds in synthetic_study(spec, seed=seed):
+        path = directory / f"{ds.SOPInstanceUID}.dcm"
+        ds.save_as(path, enforce_file_format=True)
+        study_uid = str(ds.StudyInstanceUID)
+        total += path.stat().st_size
+        paths.append(str(path))
+    return seed, paths, study_uid, total
+
+
+def generate_sets(seeds: Sequence[int], slices: int, root: Path) -> dict[int, FileSet]:
+    sets: dict[int, FileSet] = {}
+    with ProcessPoolExecutor(max_workers=max(1, os.cpu_count() or 1)) as pool:
+        futures = [
+            pool.submit(generate_set, seed, slices, str(root / f"seed-{seed}")) for seed in seeds
+        ]
+        for future in futures:
+            seed, paths, study_uid, total = future.result()
+            sets[seed] = FileSet(seed, [Path(p) for p in paths], study_uid, total)
+    return sets
+
+
+def chunks(paths: Sequence[Path], parts: int) -> list[list[Path]]:
+    size, extra = divmod(len(paths), parts)
+    out: list[list[Path]] = []
+    start = 0
+    for index in range(parts):
+        end = start + size + (1 if index < extra else 0)
+        out.append(list(paths[start:end]))
+        start = end
+    return [chunk for chunk in out if chunk]
+
+
+# --------------------------------------------------------------------------- database
+
+
+def database_reset(listener_env: dict[str, str]) -> None:
+    run_checked([*PG, "-c", f"DROP DATABASE IF EXISTS {DB_NAME} WITH (FORCE)"])
+    run_checked([*PG, "-c", f"CREATE DATABASE {DB_NAME}"])
+    run_checked([sys.executable, str(REPO / "manage.py"), "migrate", "-v0"], env=listener_env)
+
+
+def sql_int(query: str, **variables: str) -> int:
+    """One integer from a query; values go in as psql variables (:'name'), never spliced."""
+    options = [f"--set={name}={value}" for name, value in variables.items()]
+    return int(run_checked([*PG, "-d", DB_NAME, *options, "-f", "-"], stdin=query).strip())
+
+
+def instances_of_study(study_uid: str) -> int:
+    return sql_int(
+        "SELECT count(*) FROM worklist_instance i "
+        "JOIN worklist_series s ON s.id = i.series_id "
+        "JOIN worklist_study st ON st.id = s.study_id "
+        "WHERE st.study_instance_uid = :'uid';",
+        uid=study_uid,
+    )
+
+
+# --------------------------------------------------------------------------- sending
+
+
+def send(
+    files: Sequence[Path], *, associations: int, port: int, called_ae: str, logs: Path
+) -> float:
+    """Launch the storescu processes, wait for all; return wall seconds. Fail loudly."""
+    groups = chunks(files, associations)
+    logs.mkdir(parents=True, exist_ok=True)
+    handles = []
+    procs: list[tuple[subprocess.Popen[bytes], int, Path]] = []
+    os.sync()  # nobody's dirty pages get flushed on the clock
+    start = time.perf_counter()
+    try:
+        for index, group in enumerate(groups):
+            log = logs / f"storescu-{index}.log"
+            handle = open(log, "wb")  # closed in finally
+            handles.append(handle)
+            cmd = ["storescu", "-v", "-aet", CALLING_AE, "-aec", called_ae, "127.0.0.1", str(port)]
+            proc = subprocess.Popen(
+                [*cmd, *map(str, group)], env=DCMTK_ENV, stdout=handle, stderr=subprocess.STDOUT
+            )
+            procs.append((proc, len(group), log))
+        deadline = start + SEND_TIMEOUT_S
+        for proc, _, _ in procs:
+            proc.wait(timeout=max(1.0, deadline - time.perf_counter()))
+        elapsed = time.perf_counter() - start
+    except subprocess.TimeoutExpired as exc:
+        raise BenchError(f"storescu did not finish within {SEND_TIMEOUT_S:.0f}s") from exc
+    finally:
+        for proc, _, _ in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        for handle in handles:
+            handle.close()
+    for proc, expected, log in procs:
+        text = log.read_text(errors="replace")
+        successes = text.count("Received Store Response (Success)")
+        if proc.returncode != 0 or successes != expected:
+            tail = "\n".join(text.splitlines()[-15:])
+            raise BenchError(
+                f"storescu to port {port} failed: rc={proc.returncode}, "
+                f"{successes}/{expected} successful C-STOREs; log {log}:\n{tail}"
+            )
+    return elapsed
+
+
+def round_storescp(fileset: FileSet, *, associations: int, fork: bool, work: Path) -> float:
+    out_dir = Path(tempfile.mkdtemp(prefix="storescp-", dir=work))
+    port = free_port()
+    cmd = ["storescp", *(["--fork"] if fork else [])]
+    cmd += ["--output-directory", str(out_dir), "-aet", PEER_AE]
+    cmd += ["--max-pdu", "131072", str(port)]
+    log = work / "storescp.log"
+    with open(log, "ab") as handle:
+        proc = subprocess.Popen(
+            cmd, env=DCMTK_ENV, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    try:
+        wait_ready(port, PEER_AE, sockets=1, proc=proc, what="storescp")
+        elapsed = send(
+            fileset.paths,
+            associations=associations,
+            port=port,
+            called_ae=PEER_AE,
+            logs=work / "logs" / f"storescp-{associations}",
+        )
+        written = sum(1 for entry in out_dir.iterdir() if entry.is_file())
+        if written != len(fileset.paths):
+            raise BenchError(f"storescp wrote {written} files, expected {len(fileset.paths)}")
+    finally:
+        stop_process(proc)
+        shutil.rmtree(out_dir, ignore_errors=True)
+    return elapsed
+
+
+def round_ours(fileset: FileSet, *, associations: int, listener: Listener, work: Path) -> float:
+    if listener.proc is None or listener.proc.poll() is not None:
+        raise BenchError(f"our listener (--processes {listener.processes}) is not running")
+    before = sql_int("SELECT count(*) FROM worklist_instance;")
+    elapsed = send(
+        fileset.paths,
+        associations=associations,
+        port=listener.port,
+        called_ae=OUR_AE,
+        logs=work / "logs" / f"ours-p{listener.processes}-{associations}",
+    )
+    after = sql_int("SELECT count(*) FROM worklist_instance;")
+    in_study = instances_of_study(fileset.study_uid)
+    quarantined = sql_int("SELECT count(*) FROM worklist_quarantinedobject;")
+    expected = len(fileset.paths)
+    if after - before != expected or in_study != expected or quarantined:
+        raise BenchError(
+            f"our listener registered {after - before} new instances ({in_study} in the study, "
+            f"{quarantined} quarantined in total), expected exactly {expected}"
+        )
+    # The stored copies are not needed any more; keep the disk from filling over the run.
+    shutil.rmtree(listener.storage / "studies" / fileset.study_uid, ignore_errors=True)
+    return elapsed
+
+
+@contextmanager
+def listeners_running(
+    process_counts: Sequence[int], env: dict[str, str], work: Path
+) -> Iterator[dict[int, Listener]]:
+    started: dict[int, Listener] = {}
+    try:
+        for count in process_counts:
+            listener = Listener(
+                processes=count,
+                port=free_port(),
+                storage=work / f"storage-p{count}",
+                log=work / f"listener-p{count}.log",
+            )
+            listener.storage.mkdir(parents=True)
+            cmd = [sys.executable, str(REPO / "manage.py"), "dicom_scp", "--host", "127.0.0.1"]
+            cmd += ["--port", str(listener.port), "--ae-title", OUR_AE]
+            cmd += ["--processes", str(count)]
+            with open(listener.log, "wb") as handle:
+                listener.proc = subprocess.Popen(
+                    cmd,
+                    cwd=REPO,
+                    env={**env, "DICOM_STORAGE_DIR": str(listener.storage)},
+                    stdout=handle,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+            started[count] = listener
+        for listener in started.values():
+            assert listener.proc is not None  # set just above
+            wait_ready(
+                listener.port,
+                OUR_AE,
+                sockets=listener.processes,
+                proc=listener.proc,
+                what=f"our listener --processes {listener.processes}",
+            )
+        yield started
+    finally:
+        for listener in started.values():
+            stop_process(listener.proc)
+
+
+def log_problems(paths: Sequence[Path], limit: int = 10) -> list[str]:
+    """Lines of the listeners' output that look like trouble (reported, not hidden)."""
+    found: list[str] = []
+    for path in paths:
+        if not path.exists():
+            continue
+        for line in path.read_text(errors="replace").splitlines():
+            if any(word in line for word in ("ERROR", "Traceback", "WARNING", "CRITICAL")):
+                found.append(f"{path.name}: {line.strip()[:200]}")
+    if len(found) > limit:
+        return [*found[:limit], f"... and {len(found) - limit} more lines"]
+    return found
+
+
+# --------------------------------------------------------------------------- report
+
+
+def spread(values: Sequence[float]) -> dict[str, float]:
+    return {"min": min(values), "median": statistics.median(values), "max": max(values)}
+
+
+def summarise(
+    cases: Sequence[Case], samples: dict[str, Samples], slices: int, total_bytes: int
+) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    for case in cases:
+        seconds = samples[case.key].seconds
+        row: dict[str, Any] = {
+            "key": case.key,
+            "receiver": case.label,
+            "associations": case.associations,
+            "listener_processes": case.processes or None,
+            "seconds": [round(value, 4) for value in seconds],
+            "warmup_seconds": samples[case.key].warmup_seconds,
+            "instances_per_s": spread([slices / value for value in seconds]),
+            "mb_per_s": spread([total_bytes / 1e6 / value for value in seconds]),
+            "ratio_vs_storescp": None,
+        }
+        if case.reference:
+            # Paired per repeat: the storescp round of the same repeat, same associations.
+            reference = samples[case.reference].seconds
+            row["ratio_vs_storescp"] = spread(
+                [ref / ours for ours, ref in zip(seconds, reference, strict=True)]
+            )
+        rows.append(row)
+    return rows
+
+
+def cell(values: dict[str, float] | None, fmt: str) -> str:
+    if values is None:
+        return "-"
+    return " / ".join(format(values[key], fmt) for key in ("min", "median", "max"))
+
+
+def print_table(report: dict[str, Any]) -> None:
+    print(
+        f"ingest: {report['slices']} CT slices 512x512 16-bit, "
+        f"{report['mb_per_round']:.1f} MB per round; min / median / max of "
+        f"{report['repeats']} repeats after 1 warm-up (MB = 10^6 bytes)"
+    )
+    versions = report["versions"]
+    print(
+        f"cores {report['cpu_count']} | {versions['storescu']} | pydicom {versions['pydicom']} | "
+        f"pynetdicom {versions['pynetdicom']} | storage on {report['filesystem']}"
+    )
+    header = (
+        f"{'assoc':>5}  {'receiver':<26} {'instances/s':>22}  {'MB/s':>22}  {'ours/storescp':>18}"
+    )
+    print()
+    print(header)
+    print("-" * len(header))
+    for row in report["results"]:
+        print(
+            f"{row['associations']:>5}  {row['receiver']:<26} "
+            f"{cell(row['instances_per_s'], '.1f'):>22}  {cell(row['mb_per_s'], '.1f'):>22}  "
+            f"{cell(row['ratio_vs_storescp'], '.2f'):>18}"
+        )
+    if report["listener_log_problems"]:
+        print()
+        print("listener log lines worth a look:")
+        for line in report["listener_log_problems"]:
+            print(f"  {line}")
+
+
+# --------------------------------------------------------------------------- main
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--slices", type=int, default=500, help="instances per round")
+    parser.add_argument("--repeats", type=int, default=3, help="timed rounds per row")
+    parser.add_argument(
+        "--workdir",
+        type=Path,
+        default=None,
+        help="where file sets, storage and logs go (default: a new temp dir, removed after)",
+    )
+    parser.add_argument("--keep", action="store_true", help="keep the work dir (logs) after")
+    args = parser.parse_args(argv)
+    if args.slices < 4 or args.repeats < 1:
+        parser.error("need --slices >= 4 and --repeats >= 1")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    for tool in ("storescu", "storescp", "echoscu", "psql", "ss"):
+        if shutil.which(tool) is None:
+            print(f"ingest bench: {tool} not found on PATH", file=sys.stderr)
+            return 2
+
+    import pydicom
+    import pynetdicom
+
+    versions = {
+        "storescu": first_line(["storescu", "--version"]),
+        "pydicom": pydicom.__version__,
+        "pynetdicom": pynetdicom.__version__,
+    }
+    cases = [
+        Case("scp-1", "storescp (disk)", 1, "storescp"),
+        Case("ours-p1-1", "ours --processes 1", 1, "ours", 1, "scp-1"),
+        Case("scp-4", "storescp (disk)", 4, "storescp"),
+        Case("ours-p1-4", "ours --processes 1", 4, "ours", 1, "scp-4"),
+        Case("ours-p2-4", "ours --processes 2", 4, "ours", 2, "scp-4"),
+        # Context only: without --fork, storescp serves one association at a time.
+        Case("scp-fork-4", "storescp --fork (disk)", 4, "storescp", fork=True),
+    ]
+    rounds = 1 + args.repeats
+    ours_cases = [case for case in cases if case.receiver == "ours"]
+    # One fresh study per (round, our case); storescp re-sends its partner's study.
+    seeds = {
+        (index, case.key): 1000 + index * len(ours_cases) + position
+        for index in range(rounds)
+        for position, case in enumerate(ours_cases)
+    }
+
+    work = args.workdir or Path(tempfile.mkdtemp(prefix="bench-ingest-"))
+    work.mkdir(parents=True, exist_ok=True)
+    listener_env = {
+        **os.environ,
+        "DEBUG": "0",
+        "SECRET_KEY": "bench",
+        "DATABASE_URL": f"postgres://postgres@127.0.0.1:5432/{DB_NAME}",
+        "REDIS_URL": "redis://127.0.0.1:6379/9",
+        "DICOM_STORAGE_DIR": str(work / "storage-unused"),
+        "DICOM_ALLOWED_AE_TITLES": CALLING_AE,
+        "STUDY_STABLE_SECONDS": "3600",  # no readiness (and no inference) mid-measurement
+        "LOG_LEVEL": "WARNING",
+    }
+    samples = {case.key: Samples() for case in cases}
+    listener_logs: list[Path] = []
+    try:
+        database_reset(listener_env)
+        sets = generate_sets(sorted(seeds.values()), args.slices, work / "sets")
+        total_bytes = next(iter(sets.values())).total_bytes
+        os.sync()
+        processes = sorted({case.processes for case in ours_cases})
+        with listeners_running(processes, listener_env, work) as listeners:
+            listener_logs = [listener.log for listener in listeners.values()]
+            for index in range(rounds):
+                for case in cases:
+                    partner = (
+                        case.key if case.receiver == "ours" else f"ours-p1-{case.associations}"
+                    )
+                    fileset = sets[seeds[(index, partner)]]
+                    if case.receiver == "storescp":
+                        elapsed = round_storescp(
+                            fileset, associations=case.associations, fork=case.fork, work=work
+                        )
+                    else:
+                        elapsed = round_ours(
+                            fileset,
+                            associations=case.associations,
+                            listener=listeners[case.processes],
+                            work=work,
+                        )
+                    if index == 0:
+                        samples[case.key].warmup_seconds = round(elapsed, 4)
+                    else:
+                        samples[case.key].seconds.append(elapsed)
+                # Each study has been sent to everyone who needs it in this round.
+                for key in {seeds[(index, case.key)] for case in ours_cases}:
+                    shutil.rmtree(work / "sets" / f"seed-{key}", ignore_errors=True)
+        report = {
+            "benchmark": "ingest",
+            "slices": args.slices,
+            "repeats": args.repeats,
+            "bytes_per_round": total_bytes,
+            "mb_per_round": total_bytes / 1e6,
+            "cpu_count": os.cpu_count(),
+            "versions": versions,
+            "filesystem": f"{filesystem_of(work)} ({work.parent})",
+            "results": summarise(cases, samples, args.slices, total_bytes),
+            "listener_log_problems": log_problems(listener_logs),
+        }
+    except BenchError as error:
+        print(f"ingest bench FAILED: {error}", file=sys.stderr)
+        problems = log_problems(listener_logs)
+        if problems:
+            print("listener log:\n  " + "\n  ".join(problems), file=sys.stderr)
+        print(f"(work dir kept: {work})", file=sys.stderr)
+        return 1
+    if args.keep or args.workdir is not None:
+        print(f"(work dir kept: {work})", file=sys.stderr)
+    else:
+        shutil.rmtree(work, ignore_errors=True)
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        print_table(report)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
