@@ -1,7 +1,6 @@
-"""Which findings apply to a study, from its modality, body part and series.
+"""Which models apply to a study, and which series each reads, from modality, body part and series.
 
-The default rules below cover the four shipped findings; model cards carry the same fields so a
-site's own model brings its own rule.
+Each model card carries an ApplicabilityRule, so a site's own model brings its own rule.
 """
 
 from __future__ import annotations
@@ -14,6 +13,7 @@ from triage.findings import Finding
 
 @dataclass(frozen=True, kw_only=True)
 class SeriesDescriptor:
+    uid: str
     modality: str
     body_part: str
     description: str
@@ -87,48 +87,20 @@ def contrast_given(*, text: str, agent: str) -> bool:
     return any(phrase in padded for phrase in _WITH_CONTRAST)
 
 
-DEFAULT_RULES: tuple[ApplicabilityRule, ...] = (
-    ApplicabilityRule(
-        finding=Finding.INTRACRANIAL_HEMORRHAGE,
-        modalities=frozenset({"CT"}),
-        body_parts=frozenset({"HEAD", "BRAIN", "SKULL"}),
-        description_keywords=("HEAD", "BRAIN", "CRANI"),
-        requires_contrast=False,
-        min_instances=16,
-        max_slice_thickness=5.0,
-    ),
-    ApplicabilityRule(
-        finding=Finding.PULMONARY_EMBOLISM,
-        modalities=frozenset({"CT"}),
-        body_parts=frozenset({"CHEST", "THORAX", "LUNG"}),
-        description_keywords=("CTPA", "PULMONARY ANGIO", "CHEST", "THORAX"),
-        requires_contrast=True,
-        min_instances=32,
-        max_slice_thickness=3.0,
-    ),
-    ApplicabilityRule(
-        finding=Finding.PNEUMOTHORAX,
-        modalities=frozenset({"CR", "DX"}),
-        body_parts=frozenset({"CHEST", "THORAX"}),
-        description_keywords=("CHEST", "THORAX", "CXR"),
-    ),
-    ApplicabilityRule(
-        finding=Finding.FRACTURE,
-        modalities=frozenset({"CT"}),
-        body_parts=frozenset({"CSPINE", "NECK"}),
-        description_keywords=("C-SPINE", "CSPINE", "CERVICAL"),
-        min_instances=16,
-        max_slice_thickness=3.0,
-    ),
-)
-
-
-def findings_applicable(
-    study: StudyDescriptor, rules: Sequence[ApplicabilityRule] = DEFAULT_RULES
-) -> list[Finding]:
-    """The findings at least one series of the study qualifies for, in catalogue order."""
-    return [
-        rule.finding
-        for rule in rules
-        if any(rule.series_applies(study, series) for series in study.series)
-    ]
+def series_select(
+    study: StudyDescriptor, rule: ApplicabilityRule, *, selection: str = "thinnest"
+) -> SeriesDescriptor | None:
+    """The series a model should read: among those that qualify, the thinnest slices (then the
+    most images); `largest` prefers the most images."""
+    candidates = [series for series in study.series if rule.series_applies(study, series)]
+    if not candidates:
+        return None
+    if selection == "largest":
+        return max(candidates, key=lambda series: series.instance_count)
+    return min(
+        candidates,
+        key=lambda series: (
+            series.slice_thickness if series.slice_thickness is not None else float("inf"),
+            -series.instance_count,
+        ),
+    )

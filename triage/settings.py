@@ -231,3 +231,11 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
     "loggers": {"pynetdicom": {"level": "WARNING"}},
 }
+
+# --- Inference ------------------------------------------------------------------------------
+# Shipped demonstration models first; a site's folders (comma-separated) add to or replace them.
+INFERENCE_MODEL_DIRS = [BASE_DIR / "inference" / "models"] + [
+    Path(path) for path in _env_list("INFERENCE_EXTRA_MODEL_DIRS")
+]
+INFERENCE_THREADS = int(os.environ.get("INFERENCE_THREADS") or (os.cpu_count() or 1))
+INFERENCE_BATCH_SIZE = int(os.environ.get("INFERENCE_BATCH_SIZE", "32"))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.http import FileResponse, HttpResponse, HttpResponseBase
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import generics, serializers, status
@@ -12,9 +13,10 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from triage.audit import audit_study_view
+from inference.models import InferenceRun
+from triage.audit import audit_record, audit_study_view, client_address
 from triage.roles import Role, acting_user_id, user_has_role
-from worklist import selectors
+from worklist import selectors, storage
 from worklist.models import QuarantinedObject, Study, WorklistItem
 from worklist.serializers import StudyDetailSerializer, WorklistItemSerializer
 from worklist.services.reading import (
@@ -153,3 +155,27 @@ class QuarantineView(generics.ListAPIView):
     serializer_class = QuarantineSerializer
     permission_classes = [IsAdministrator]
     queryset = QuarantinedObject.objects.order_by("-received_at", "-id")
+
+
+class HeatmapView(APIView):
+    """The key image with the model's heat map (PNG). Audited as a view of the study."""
+
+    permission_classes = [CanSeeWorklist]
+
+    @extend_schema(responses={(200, "image/png"): bytes})
+    def get(self, request: Request, study_id: int, run_id: int) -> HttpResponseBase:
+        run = get_object_or_404(InferenceRun, pk=run_id, study_id=study_id)
+        if not run.heatmap_path:
+            return HttpResponse(status=404)
+        audit_record(
+            action="study.heatmap",
+            actor_id=acting_user_id(request.user),
+            channel="api",
+            study_id=study_id,
+            remote_addr=client_address(request._request),
+            detail={"run": run.pk},
+        )
+        return FileResponse(
+            open(storage.storage_root() / run.heatmap_path, "rb"),  # noqa: SIM115 - closed by Django
+            content_type="image/png",
+        )

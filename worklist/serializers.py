@@ -5,9 +5,42 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
+from django.urls import reverse
 from rest_framework import serializers
 
+from inference.models import InferenceRun
+from inference.registry import DEMONSTRATION_NOTICE
+from triage.findings import finding_spec
 from worklist.models import Series, Study, WorklistItem
+
+
+def findings_of(study: Study) -> list[dict[str, Any]]:
+    """AI results of the study's latest routing (prefetched as `current_runs`)."""
+    runs = getattr(study, "current_runs", None)
+    if runs is None:
+        runs = list(
+            InferenceRun.objects.filter(study=study, current=True).order_by("finding", "model_name")
+        )
+    return [
+        {
+            "finding": run.finding,
+            "label": finding_spec(run.finding).label,
+            "state": run.state,
+            "score": run.score,
+            "threshold": run.threshold,
+            "flagged": run.flagged,
+            "model": run.model_name,
+            "version": run.model_version,
+            "demonstration": run.demonstration,
+            "notice": DEMONSTRATION_NOTICE if run.demonstration else "",
+            "key_instance_uid": run.key_instance.sop_instance_uid if run.key_instance else None,
+            "heatmap_url": reverse("worklist-api:api-heatmap", args=[study.pk, run.pk])
+            if run.heatmap_path
+            else None,
+            "error": run.error,
+        }
+        for run in runs
+    ]
 
 
 def viewer_url(study: Study) -> str:
@@ -62,7 +95,7 @@ class WorklistItemSerializer(serializers.ModelSerializer):
         return item.claimed_by.get_username() if item.claimed_by else None
 
     def get_findings(self, item: WorklistItem) -> list[dict[str, Any]]:
-        return []  # AI results join here with the inference work
+        return findings_of(item.study)
 
     def get_viewer_url(self, item: WorklistItem) -> str:
         return viewer_url(item.study)
@@ -92,6 +125,7 @@ class StudyDetailSerializer(serializers.ModelSerializer):
     patient_id = serializers.CharField(source="patient.patient_id")
     instance_count = serializers.IntegerField(source="instance_total")
     series = SeriesSerializer(many=True)
+    findings = serializers.SerializerMethodField()
     worklist_item = WorklistItemSerializer(allow_null=True)
 
     class Meta:
@@ -116,8 +150,12 @@ class StudyDetailSerializer(serializers.ModelSerializer):
             "ai_state",
             "ai_detail",
             "applicable_findings",
+            "findings",
             "instance_count",
             "series",
             "worklist_item",
         ]
         read_only_fields = fields
+
+    def get_findings(self, study: Study) -> list[dict[str, Any]]:
+        return findings_of(study)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from worklist.services.studies import studies_stabilise, study_route
+from inference.services import study_route
+from worklist.services.studies import studies_stabilise
 
 
 @shared_task(name="worklist.tasks.studies_stabilise", ignore_result=True)

@@ -17,6 +17,11 @@ api_urls = [
     path("worklist/<int:item_id>/release/", api.ReleaseView.as_view(), name="api-release"),
     path("worklist/<int:item_id>/read/", api.MarkReadView.as_view(), name="api-read"),
     path("studies/<int:study_id>/", api.StudyDetailView.as_view(), name="api-study"),
+    path(
+        "studies/<int:study_id>/runs/<int:run_id>/heatmap.png",
+        api.HeatmapView.as_view(),
+        name="api-heatmap",
+    ),
     path("quarantine/", api.QuarantineView.as_view(), name="api-quarantine"),
 ]
 

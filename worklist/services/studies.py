@@ -9,10 +9,8 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from inference.routing import findings_applicable
 from worklist.deadlines import read_by_compute, read_by_merge
 from worklist.models import Study, WorklistItem
-from worklist.selectors import study_descriptor
 
 logger = logging.getLogger(__name__)
 
@@ -75,17 +73,3 @@ def study_mark_ready_now(*, study_id: int) -> WorklistItem:
     with transaction.atomic():
         study = Study.objects.select_for_update().get(pk=study_id)
         return study_mark_ready(study=study)
-
-
-def study_route(*, study_id: int) -> Study:
-    """Decide which findings apply and record the AI state. Idempotent."""
-    with transaction.atomic():
-        study = Study.objects.select_for_update().get(pk=study_id)
-        if study.state != Study.State.READY:
-            return study  # re-opened since; it will be routed when it is ready again
-        applicable = [str(finding) for finding in findings_applicable(study_descriptor(study))]
-        study.applicable_findings = applicable
-        study.ai_state = Study.AIState.PENDING if applicable else Study.AIState.NOT_ELIGIBLE
-        study.save(update_fields=["applicable_findings", "ai_state"])
-    logger.info("study routed study=%s findings=%s", study.pk, ",".join(applicable) or "-")
-    return study

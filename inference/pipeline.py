@@ -1,0 +1,238 @@
+"""The inference pipeline: plain functions on numpy arrays, no Django, no torch.
+
+decode -> order slices -> rescale to HU -> window -> resize -> batch -> ONNX Runtime ->
+aggregate -> key instance -> key image with heat map. Training uses the same pre-processing
+functions, so what a model sees in training is what it sees on a worker.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pydicom
+from PIL import Image
+
+# ---------------------------------------------------------------------------------- decode
+
+
+@dataclass(frozen=True, kw_only=True)
+class DecodedSeries:
+    """A series as arrays: CT in Hounsfield units, radiographs as display-ready intensities."""
+
+    pixels: np.ndarray  # float32, (slices, rows, columns)
+    sop_instance_uids: list[str]
+    positions: np.ndarray  # float64, (slices,) along the slice normal; zeros for radiographs
+    photometric: str
+    modality: str
+
+
+class DecodeError(Exception):
+    """The pixel data cannot be decoded (a permanent failure for this study)."""
+
+
+def slice_position(ds: pydicom.Dataset) -> float:
+    """Distance along the slice normal: robust to gantry tilt and unordered instance numbers."""
+    position = ds.get("ImagePositionPatient")
+    orientation = ds.get("ImageOrientationPatient")
+    if position is None or orientation is None:
+        return float(ds.get("InstanceNumber") or 0)
+    row = np.asarray(orientation[:3], dtype=float)
+    column = np.asarray(orientation[3:], dtype=float)
+    return float(np.dot(np.cross(row, column), np.asarray(position, dtype=float)))
+
+
+def rescale(ds: pydicom.Dataset, stored: np.ndarray) -> np.ndarray:
+    slope = float(ds.get("RescaleSlope", 1) or 1)
+    intercept = float(ds.get("RescaleIntercept", 0) or 0)
+    return stored.astype(np.float32) * np.float32(slope) + np.float32(intercept)
+
+
+def radiograph_intensity(ds: pydicom.Dataset, stored: np.ndarray) -> np.ndarray:
+    """Radiograph to [0, 1] with bright = dense, whatever the photometric interpretation."""
+    values = rescale(ds, stored)
+    low, high = np.percentile(values, [0.5, 99.5])
+    scaled = np.clip((values - low) / max(float(high - low), 1e-6), 0.0, 1.0)
+    if str(ds.get("PhotometricInterpretation", "MONOCHROME2")) == "MONOCHROME1":
+        scaled = 1.0 - scaled
+    return scaled.astype(np.float32)
+
+
+def decode_series(paths: Sequence[Path]) -> DecodedSeries:
+    """Read and decode every instance (any transfer syntax the listener accepts), in order."""
+    entries = []
+    for path in paths:
+        try:
+            ds = pydicom.dcmread(path)
+            stored = ds.pixel_array
+        except Exception as exc:  # pydicom raises many types for broken pixel data
+            raise DecodeError(f"cannot decode pixel data: {type(exc).__name__}: {exc}") from exc
+        if stored.ndim != 2:
+            raise DecodeError(f"expected single-frame grayscale images, got shape {stored.shape}")
+        entries.append((slice_position(ds), ds, stored))
+    if not entries:
+        raise DecodeError("no instances to decode")
+    entries.sort(key=lambda entry: entry[0])
+    first = entries[0][1]
+    modality = str(first.get("Modality", ""))
+    shapes = {entry[2].shape for entry in entries}
+    if len(shapes) != 1:
+        raise DecodeError(f"instances of one series differ in size: {sorted(shapes)}")
+    if modality == "CT":
+        pixels = np.stack([rescale(ds, stored) for _, ds, stored in entries])
+    else:
+        pixels = np.stack([radiograph_intensity(ds, stored) for _, ds, stored in entries])
+    return DecodedSeries(
+        pixels=pixels.astype(np.float32),
+        sop_instance_uids=[str(ds.SOPInstanceUID) for _, ds, _ in entries],
+        positions=np.asarray([position for position, _, _ in entries], dtype=np.float64),
+        photometric=str(first.get("PhotometricInterpretation", "")),
+        modality=modality,
+    )
+
+
+# ------------------------------------------------------------------------- pre-processing
+
+
+def window(hu: np.ndarray, *, center: float, width: float) -> np.ndarray:
+    """Map HU to [0, 1] through a display window."""
+    low = center - width / 2.0
+    return np.clip((hu - low) / width, 0.0, 1.0).astype(np.float32)
+
+
+def resize(images: np.ndarray, size: int) -> np.ndarray:
+    """Bilinear resize of (n, rows, columns) float images to (n, size, size)."""
+    if images.shape[1:] == (size, size):
+        return images.astype(np.float32)
+    return np.stack(
+        [
+            np.asarray(
+                Image.fromarray(image.astype(np.float32), mode="F").resize(
+                    (size, size), Image.Resampling.BILINEAR
+                )
+            )
+            for image in images
+        ]
+    ).astype(np.float32)
+
+
+def ct_slice_inputs(
+    hu: np.ndarray, *, size: int, windows: Sequence[Sequence[float]], neighbours: int
+) -> np.ndarray:
+    """One input per slice: for each window, the slice and its neighbours as channels.
+
+    Returns (slices, len(windows) * (2 * neighbours + 1), size, size); edges repeat the end slice.
+    """
+    resized = resize(hu, size)
+    count = resized.shape[0]
+    offsets = range(-neighbours, neighbours + 1)
+    index = np.clip(np.arange(count)[:, None] + np.asarray(list(offsets))[None, :], 0, count - 1)
+    channels = [window(resized, center=c, width=w)[index] for c, w in windows]
+    return np.concatenate(channels, axis=1).astype(np.float32)
+
+
+def radiograph_inputs(intensity: np.ndarray, *, size: int) -> np.ndarray:
+    """(n, rows, columns) in [0, 1] -> (n, 1, size, size)."""
+    return resize(intensity, size)[:, None, :, :]
+
+
+def model_inputs(series: DecodedSeries, preprocessing: dict[str, Any]) -> np.ndarray:
+    kind = preprocessing["kind"]
+    if kind == "ct_slices":
+        return ct_slice_inputs(
+            series.pixels,
+            size=int(preprocessing["size"]),
+            windows=preprocessing["windows"],
+            neighbours=int(preprocessing.get("neighbours", 1)),
+        )
+    if kind == "radiograph":
+        return radiograph_inputs(series.pixels, size=int(preprocessing["size"]))
+    raise ValueError(f"unknown pre-processing kind {kind!r}")
+
+
+# ------------------------------------------------------------------------------- predict
+
+
+def sigmoid(logits: np.ndarray) -> np.ndarray:
+    return (1.0 / (1.0 + np.exp(-logits.astype(np.float64)))).astype(np.float32)
+
+
+def predict(
+    session: Any, inputs: np.ndarray, *, batch_size: int = 32
+) -> tuple[np.ndarray, np.ndarray]:
+    """Run an ONNX Runtime session in batches: (probabilities (n,), activation maps (n, h, w))."""
+    input_name = session.get_inputs()[0].name
+    logits, maps = [], []
+    for start in range(0, inputs.shape[0], batch_size):
+        batch_logits, batch_maps = session.run(
+            None, {input_name: inputs[start : start + batch_size]}
+        )
+        logits.append(np.asarray(batch_logits).reshape(-1))
+        maps.append(
+            np.asarray(batch_maps).reshape(len(batch_logits), *np.asarray(batch_maps).shape[-2:])
+        )
+    return sigmoid(np.concatenate(logits)), np.concatenate(maps).astype(np.float32)
+
+
+def aggregate(probabilities: np.ndarray, *, method: str) -> tuple[float, int]:
+    """Study score and the index of the key slice. `max`, or `topk_mean:K`."""
+    key = int(np.argmax(probabilities))
+    if method == "max":
+        return float(probabilities[key]), key
+    if method.startswith("topk_mean:"):
+        k = max(1, min(int(method.split(":", 1)[1]), probabilities.size))
+        return float(np.sort(probabilities)[-k:].mean()), key
+    raise ValueError(f"unknown aggregation {method!r}")
+
+
+# --------------------------------------------------------------------------------- render
+
+
+def heat_map_png(
+    image: np.ndarray, activation: np.ndarray, *, caption: str = "", max_side: int = 512
+) -> bytes:
+    """The key image in grey with the activation map blended on top in red-yellow, as PNG.
+
+    `image` is in [0, 1]; `activation` is any real-valued map (normalised here).
+    """
+    grey = np.clip(image, 0.0, 1.0)
+    height, width = grey.shape
+    scale = max_side / max(height, width)
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    base = Image.fromarray((grey * 255).astype(np.uint8), mode="L").resize(size).convert("RGB")
+    heat = activation - float(activation.min())
+    peak = float(heat.max())
+    heat = heat / peak if peak > 0 else heat
+    heat_image = (
+        np.asarray(
+            Image.fromarray((heat * 255).astype(np.uint8), mode="L").resize(
+                size, Image.Resampling.BILINEAR
+            ),
+            dtype=np.float32,
+        )
+        / 255.0
+    )
+    rgb = np.asarray(base, dtype=np.float32) / 255.0
+    colour = np.stack([np.ones_like(heat_image), heat_image, np.zeros_like(heat_image)], axis=-1)
+    alpha = (0.55 * np.clip((heat_image - 0.35) / 0.65, 0.0, 1.0))[..., None]
+    blended = (rgb * (1 - alpha) + colour * alpha) * 255
+    picture = Image.fromarray(blended.astype(np.uint8), mode="RGB")
+    if caption:
+        from PIL import ImageDraw
+
+        ImageDraw.Draw(picture).text((6, size[1] - 16), caption, fill=(255, 255, 255))
+    out = io.BytesIO()
+    picture.save(out, format="PNG")
+    return out.getvalue()
+
+
+def display_image(series: DecodedSeries, index: int, preprocessing: dict[str, Any]) -> np.ndarray:
+    """The key slice in the model's first window (CT) or as is (radiograph), in [0, 1]."""
+    if preprocessing["kind"] == "ct_slices":
+        center, width = preprocessing["windows"][0]
+        return window(series.pixels[index], center=center, width=width)
+    return series.pixels[index]

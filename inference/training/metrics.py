@@ -1,0 +1,140 @@
+"""Study-level metrics for model cards: AUC, sensitivity / specificity, bootstrap intervals.
+
+numpy only (no torch, no sklearn), so tests and the registry can use it without training extras.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+Statistic = Callable[[np.ndarray, np.ndarray], float]
+
+
+def _as_arrays(scores: Any, labels: Any) -> tuple[np.ndarray, np.ndarray]:
+    score_array = np.asarray(scores, dtype=np.float64).reshape(-1)
+    label_array = np.asarray(labels).reshape(-1).astype(bool)
+    if score_array.shape != label_array.shape:
+        raise ValueError(f"{score_array.size} scores but {label_array.size} labels")
+    return score_array, label_array
+
+
+def _average_ranks(values: np.ndarray) -> np.ndarray:
+    """1-based ranks with ties sharing their mean rank (what Mann-Whitney needs)."""
+    order = np.argsort(values, kind="mergesort")
+    ordered = values[order]
+    # Start index of each run of equal values, and the mean rank of that run.
+    starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
+    ends = np.r_[starts[1:], ordered.size]
+    run_ranks = (starts + ends + 1) / 2.0
+    ranks = np.empty(values.size, dtype=np.float64)
+    ranks[order] = np.repeat(run_ranks, ends - starts)
+    return ranks
+
+
+def auc(scores: Any, labels: Any) -> float:
+    """Area under the ROC curve as the Mann-Whitney U statistic: P(positive > negative), ties 1/2."""
+    score_array, label_array = _as_arrays(scores, labels)
+    positives = int(label_array.sum())
+    negatives = label_array.size - positives
+    if positives == 0 or negatives == 0:
+        raise ValueError("AUC needs at least one positive and one negative")
+    rank_sum = float(_average_ranks(score_array)[label_array].sum())
+    return (rank_sum - positives * (positives + 1) / 2.0) / (positives * negatives)
+
+
+def sensitivity(scores: Any, labels: Any, *, threshold: float) -> float:
+    """Fraction of positives called positive (score >= threshold)."""
+    score_array, label_array = _as_arrays(scores, labels)
+    if not label_array.any():
+        raise ValueError("sensitivity needs at least one positive")
+    return float((score_array[label_array] >= threshold).mean())
+
+
+def specificity(scores: Any, labels: Any, *, threshold: float) -> float:
+    """Fraction of negatives called negative (score < threshold)."""
+    score_array, label_array = _as_arrays(scores, labels)
+    if label_array.all():
+        raise ValueError("specificity needs at least one negative")
+    return float((score_array[~label_array] < threshold).mean())
+
+
+def operating_point_select(scores: Any, labels: Any, *, min_sensitivity: float) -> float:
+    """The highest threshold whose sensitivity (score >= threshold) reaches `min_sensitivity`.
+
+    That is the k-th highest positive score, k = ceil(min_sensitivity * positives): any higher
+    threshold would leave fewer than k positives at or above it.
+    """
+    score_array, label_array = _as_arrays(scores, labels)
+    positive_scores = np.sort(score_array[label_array])[::-1]
+    if positive_scores.size == 0:
+        raise ValueError("an operating point needs at least one positive")
+    if not 0.0 < min_sensitivity <= 1.0:
+        raise ValueError(f"min_sensitivity must be in (0, 1], got {min_sensitivity}")
+    # The small tolerance keeps 0.95 * 20 == 19 from becoming 20 through float rounding.
+    needed = int(np.ceil(min_sensitivity * positive_scores.size - 1e-9))
+    return float(positive_scores[max(needed, 1) - 1])
+
+
+def bootstrap_interval(
+    statistic: Statistic,
+    scores: Any,
+    labels: Any,
+    *,
+    resamples: int = 1000,
+    seed: int = 0,
+    confidence: float = 0.95,
+) -> tuple[float, float]:
+    """Percentile bootstrap interval of `statistic(scores, labels)`.
+
+    Positives and negatives are resampled separately (stratified), so every resample keeps the
+    study's class counts and AUC is always defined.
+    """
+    score_array, label_array = _as_arrays(scores, labels)
+    rng = np.random.default_rng(seed)
+    positive_index = np.flatnonzero(label_array)
+    negative_index = np.flatnonzero(~label_array)
+    values = np.empty(resamples, dtype=np.float64)
+    for resample in range(resamples):
+        chosen = np.concatenate(
+            [
+                rng.choice(positive_index, size=positive_index.size, replace=True),
+                rng.choice(negative_index, size=negative_index.size, replace=True),
+            ]
+        )
+        values[resample] = statistic(score_array[chosen], label_array[chosen])
+    tail = (1.0 - confidence) / 2.0 * 100.0
+    low, high = np.percentile(values, [tail, 100.0 - tail])
+    return float(low), float(high)
+
+
+def study_metrics(
+    scores: Any, labels: Any, *, threshold: float, resamples: int = 1000, seed: int = 0
+) -> dict[str, Any]:
+    """AUC, sensitivity and specificity at `threshold`, each with a 95% bootstrap interval."""
+    score_array, label_array = _as_arrays(scores, labels)
+
+    def sensitivity_at(s: np.ndarray, y: np.ndarray) -> float:
+        return sensitivity(s, y, threshold=threshold)
+
+    def specificity_at(s: np.ndarray, y: np.ndarray) -> float:
+        return specificity(s, y, threshold=threshold)
+
+    result: dict[str, Any] = {
+        "held_out_studies": int(label_array.size),
+        "positives": int(label_array.sum()),
+        "negatives": int((~label_array).sum()),
+    }
+    for name, statistic in (
+        ("auc", auc),
+        ("sensitivity", sensitivity_at),
+        ("specificity", specificity_at),
+    ):
+        low, high = bootstrap_interval(
+            statistic, score_array, label_array, resamples=resamples, seed=seed
+        )
+        result[name] = round(statistic(score_array, label_array), 4)
+        result[f"{name}_ci95"] = [round(low, 4), round(high, 4)]
+    return result

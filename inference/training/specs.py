@@ -1,0 +1,142 @@
+"""What each shipped model is: pre-processing, applicability, seed ranges and training defaults.
+
+torch-free. The defaults here are the settings the shipped models were trained with, so
+`manage.py train_model --finding F --seed N` reproduces a shipped model without further flags.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from triage.findings import Finding
+
+# Seed ranges: disjoint, so no held-out phantom is ever generated for training or validation.
+TRAIN_SEED_START = 1_000_000
+VALIDATION_SEED_START = 5_000_000
+TEST_SEED_START = 9_000_000
+DEFAULT_SEED = 20_240_601  # torch / sampling seed of the shipped models
+
+INTENDED_USE = (
+    "Demonstration model trained on synthetic phantoms by this repository. It has no clinical "
+    "validity, has never seen a real patient image, and must not be used to guide patient care."
+)
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainingSpec:
+    finding: Finding
+    modality_label: str  # words for the card's training_data sentence
+    preprocessing: dict[str, Any]
+    applies_to: dict[str, Any]
+    series_selection: str = "thinnest"
+    # Study-score aggregations tried on validation; the first is the default and another one
+    # replaces it only when it is clearly better there (see build.aggregation_select).
+    aggregations: tuple[str, ...] = ("max",)
+    train_studies: int = 600
+    validation_studies: int = 300
+    test_studies: int = 500
+    epochs: int = 8
+    batch_size: int = 64
+    learning_rate: float = 3e-3
+    negative_slices_per_study: int = 6  # CT: every positive slice, plus this many negatives
+    min_sensitivity: float = 0.95
+
+    @property
+    def is_ct(self) -> bool:
+        return self.preprocessing["kind"] == "ct_slices"
+
+    @property
+    def in_channels(self) -> int:
+        if self.is_ct:
+            return len(self.preprocessing["windows"]) * (2 * self.preprocessing["neighbours"] + 1)
+        return 1
+
+
+SPECS: dict[Finding, TrainingSpec] = {
+    spec.finding: spec
+    for spec in (
+        TrainingSpec(
+            finding=Finding.INTRACRANIAL_HEMORRHAGE,
+            modality_label="non-contrast head CT",
+            preprocessing={
+                "kind": "ct_slices",
+                "size": 64,
+                "windows": [[40, 80], [80, 200]],
+                "neighbours": 1,
+            },
+            applies_to={
+                "modalities": ["CT"],
+                "body_parts": ["HEAD", "BRAIN", "SKULL"],
+                "description_keywords": ["HEAD", "BRAIN", "CRANI"],
+                "requires_contrast": False,
+                "min_instances": 16,
+                "max_slice_thickness": 5.0,
+            },
+        ),
+        TrainingSpec(
+            finding=Finding.PULMONARY_EMBOLISM,
+            modality_label="CT pulmonary angiogram",
+            preprocessing={
+                "kind": "ct_slices",
+                "size": 64,
+                "windows": [[100, 700], [40, 400]],
+                "neighbours": 1,
+            },
+            applies_to={
+                "modalities": ["CT"],
+                "body_parts": ["CHEST", "THORAX", "LUNG"],
+                "description_keywords": ["CTPA", "PULMONARY ANGIO", "CHEST", "THORAX"],
+                "requires_contrast": True,
+                "min_instances": 32,
+                "max_slice_thickness": 3.0,
+            },
+        ),
+        TrainingSpec(
+            finding=Finding.PNEUMOTHORAX,
+            modality_label="chest radiograph",
+            preprocessing={"kind": "radiograph", "size": 128},
+            applies_to={
+                "modalities": ["CR", "DX"],
+                "body_parts": ["CHEST", "THORAX"],
+                "description_keywords": ["CHEST", "THORAX", "CXR"],
+                "requires_contrast": None,
+                "min_instances": 1,
+                "max_slice_thickness": None,
+            },
+            train_studies=1600,
+            batch_size=32,
+        ),
+        TrainingSpec(
+            finding=Finding.FRACTURE,
+            modality_label="cervical-spine CT",
+            preprocessing={
+                "kind": "ct_slices",
+                "size": 64,
+                "windows": [[500, 2000], [40, 400]],
+                "neighbours": 1,
+            },
+            applies_to={
+                "modalities": ["CT"],
+                "body_parts": ["CSPINE", "NECK"],
+                "description_keywords": ["C-SPINE", "CSPINE", "CERVICAL"],
+                "requires_contrast": None,
+                "min_instances": 16,
+                "max_slice_thickness": 3.0,
+            },
+        ),
+    )
+}
+
+
+def training_spec(finding: Finding | str) -> TrainingSpec:
+    return SPECS[Finding(finding)]
+
+
+def seed_range(start: int, count: int) -> range:
+    return range(start, start + count)
+
+
+def study_is_positive(seed: int, start: int) -> bool:
+    """Balanced classes: even offsets in a seed range are positive studies, odd ones negative."""
+    return (seed - start) % 2 == 0
