@@ -23,6 +23,8 @@ from inference.models import InferenceRun
 from inference.registry import ModelCard, Registry, registry_load
 from inference.routing import series_select
 from inference.runtime import session_for
+from triage import broadcast
+from triage.alerts import alert_raise
 from triage.thresholds import threshold_for
 from worklist import storage
 from worklist.deadlines import read_by_compute, read_by_merge
@@ -249,11 +251,15 @@ def study_findings_apply(*, study: Study) -> None:
         study.ai_state = Study.AIState.PENDING
     study.save(update_fields=["ai_state", "ai_detail"])
     flagged = sorted({run.finding for run in runs if run.flagged})
-    if not flagged:
-        return
     item = WorklistItem.objects.select_for_update().filter(study=study).first()
     if item is None:
         return
+    broadcast.worklist_item_changed(item_id=item.pk)
+    if not flagged:
+        return
+    for run in runs:
+        if run.flagged:
+            alert_raise(study=study, finding=run.finding, run=run)
     candidate = read_by_compute(
         received_at=study.first_received_at,
         order_priority=study.order_priority,

@@ -28,5 +28,11 @@ app.conf.beat_schedule = {
         "schedule": 1.0,
         "options": {"expires": 5},
     },
+    # Alerts nobody acknowledged in time escalate; the timer is the row's escalate_at.
+    "escalate-alerts": {
+        "task": "triage.tasks.alerts_escalate",
+        "schedule": 5.0,
+        "options": {"expires": 10},
+    },
 }
 app.autodiscover_tasks(["worklist", "inference", "triage"])

@@ -24,3 +24,75 @@ class AuditEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.at:%Y-%m-%d %H:%M:%S} {self.action} study={self.study_id}"
+
+
+class StaffProfile(models.Model):
+    """Where a clinician works (alert routing) and whether a radiologist is on duty."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="staff_profile"
+    )
+    locations = models.CharField(
+        max_length=256, blank=True, help_text="comma-separated location prefixes, e.g. ED,ICU"
+    )
+    on_duty = models.BooleanField(default=True)
+
+    def __str__(self) -> str:
+        return f"Profile of user #{self.user_id}"
+
+    def location_prefixes(self) -> list[str]:
+        return [part.strip().upper() for part in self.locations.split(",") if part.strip()]
+
+
+class AlertCounter(models.Model):
+    """One row: the last alert sequence number. Locked while an alert is raised, so sequence
+    order is commit order and a dashboard resuming after N never misses a lower number."""
+
+    last_seq = models.BigIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"Alert counter at {self.last_seq}"
+
+
+class Alert(models.Model):
+    class State(models.TextChoices):
+        OPEN = "open"
+        ESCALATED = "escalated"
+        ACKNOWLEDGED = "acknowledged"
+        CONFIRMED = "confirmed"
+        DISMISSED = "dismissed"
+
+    OPEN_STATES = (State.OPEN, State.ESCALATED)
+
+    seq = models.BigIntegerField(unique=True)
+    study = models.ForeignKey("worklist.Study", on_delete=models.PROTECT, related_name="alerts")
+    finding = models.CharField(max_length=32)
+    run = models.ForeignKey(
+        "inference.InferenceRun", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    score = models.FloatField(null=True, blank=True)
+    state = models.CharField(max_length=16, choices=State.choices, default=State.OPEN)
+    tier = models.PositiveSmallIntegerField(default=1, help_text="1 radiologists, 2 escalated")
+    clinicians_notified = models.BooleanField(default=False)
+    raised_at = models.DateTimeField()
+    escalate_at = models.DateTimeField(db_index=True)
+    escalated_at = models.DateTimeField(null=True, blank=True)
+    acknowledged_at = models.DateTimeField(null=True, blank=True)
+    acknowledged_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    acknowledged_from = models.CharField(max_length=32, blank=True)
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    resolved_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["study", "finding"], name="one_alert_per_study_finding")
+        ]
+        indexes = [models.Index(fields=["state", "escalate_at"], name="alert_escalation_idx")]
+        ordering = ["seq"]
+
+    def __str__(self) -> str:
+        return f"Alert {self.seq} {self.finding} study={self.study_id} {self.state}"

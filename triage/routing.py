@@ -1,7 +1,13 @@
-"""WebSocket routes. The live worklist and alert consumers join here as they are built."""
+"""WebSocket routes."""
 
 from __future__ import annotations
 
-from typing import Any
+from django.urls import path
 
-websocket_urlpatterns: list[Any] = []
+from triage.consumers import AlertConsumer
+from worklist.consumers import WorklistConsumer
+
+websocket_urlpatterns = [
+    path("ws/worklist/", WorklistConsumer.as_asgi()),
+    path("ws/alerts/", AlertConsumer.as_asgi()),
+]

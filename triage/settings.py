@@ -239,3 +239,14 @@ INFERENCE_MODEL_DIRS = [BASE_DIR / "inference" / "models"] + [
 ]
 INFERENCE_THREADS = int(os.environ.get("INFERENCE_THREADS") or (os.cpu_count() or 1))
 INFERENCE_BATCH_SIZE = int(os.environ.get("INFERENCE_BATCH_SIZE", "32"))
+
+# --- Alerts ---------------------------------------------------------------------------------
+# Seconds before an unacknowledged alert escalates, per finding (defaults in triage/findings.py).
+ALERT_ACK_TARGET_SECONDS = _env_mapping("ALERT_ACK_TARGET_SECONDS")
+# Findings whose alerts reach the location's clinicians at once (the others after a
+# radiologist confirms). Unset: the catalogue's defaults.
+ALERT_CLINICIANS_IMMEDIATELY = (
+    _env_list("ALERT_CLINICIANS_IMMEDIATELY")
+    if os.environ.get("ALERT_CLINICIANS_IMMEDIATELY") is not None
+    else None
+)

@@ -23,6 +23,7 @@ from pynetdicom.events import Event
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 from pynetdicom.transport import ThreadedAssociationServer
 
+from triage.alerts import alerts_escalate_due
 from worklist import storage
 from worklist.dicom import status
 from worklist.dicom.sop_classes import STORAGE_SOP_CLASSES, TRANSFER_SYNTAXES
@@ -130,12 +131,14 @@ def listener_start(*, host: str, port: int, ae_title: str) -> ThreadedAssociatio
 
 
 def stabiliser_loop(*, stop: threading.Event, interval: float = 1.0) -> None:
-    """Mark studies ready as their quiet period passes (runs beside the listener)."""
+    """The periodic duties beside the listener: studies become ready as their quiet period
+    passes, and unacknowledged alerts escalate (Celery beat runs the same in production)."""
     while not stop.is_set():
         try:
             studies_stabilise()
+            alerts_escalate_due()
         except Exception:
-            logger.exception("study stabiliser failed; retrying")
+            logger.exception("periodic duties failed; retrying")
         finally:
             close_old_connections()
         stop.wait(interval)

@@ -7,6 +7,7 @@ import logging
 from django.db import transaction
 from django.utils import timezone
 
+from triage import broadcast
 from triage.audit import audit_record
 from worklist.models import WorklistItem
 
@@ -32,6 +33,7 @@ def worklist_item_claim(*, item_id: int, user_id: int, channel: str) -> Worklist
             audit_record(
                 action="worklist.claim", actor_id=user_id, channel=channel, study_id=item.study_id
             )
+            broadcast.worklist_item_changed(item_id=item.pk)
     return item
 
 
@@ -47,6 +49,7 @@ def worklist_item_release(*, item_id: int, user_id: int, channel: str) -> Workli
         audit_record(
             action="worklist.release", actor_id=user_id, channel=channel, study_id=item.study_id
         )
+        broadcast.worklist_item_changed(item_id=item.pk)
     return item
 
 
@@ -66,4 +69,5 @@ def worklist_item_mark_read(*, item_id: int, user_id: int, channel: str) -> Work
         audit_record(
             action="worklist.read", actor_id=user_id, channel=channel, study_id=item.study_id
         )
+        broadcast.worklist_item_changed(item_id=item.pk)
     return item

@@ -9,6 +9,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from triage import broadcast
 from worklist.deadlines import read_by_compute, read_by_merge
 from worklist.models import Study, WorklistItem
 
@@ -59,6 +60,7 @@ def study_mark_ready(*, study: Study, now: datetime | None = None) -> WorklistIt
         if merged != item.read_by:
             item.read_by = merged
             item.save(update_fields=["read_by"])
+    broadcast.worklist_item_changed(item_id=item.pk)
     logger.info("study ready study=%s reopened=%s", study.pk, study.reopened_count)
 
     from worklist.tasks import study_triage

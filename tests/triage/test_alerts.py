@@ -1,0 +1,212 @@
+"""Alerts on the real Redis channel layer: who receives what, resume, escalation, dedupe."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+
+import pytest
+from asgiref.sync import sync_to_async
+from channels.testing import WebsocketCommunicator
+from django.conf import settings
+from django.db import transaction
+from django.test import Client
+from django.utils import timezone
+
+from tests.factories import ready_study
+from triage.alerts import alert_acknowledge, alert_raise, alert_resolve, alerts_escalate_due
+from triage.asgi import application
+from triage.models import Alert, AuditEvent, StaffProfile
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+ORIGIN = (b"origin", b"http://localhost")
+
+
+def session_cookie(user) -> bytes:
+    client = Client()
+    client.force_login(user)
+    return f"{settings.SESSION_COOKIE_NAME}={client.cookies[settings.SESSION_COOKIE_NAME].value}".encode()
+
+
+async def connect(path: str, user=None, *, origin=ORIGIN) -> tuple[WebsocketCommunicator, bool, int | None]:
+    headers = [origin, (b"host", b"localhost")]
+    if user is not None:
+        headers.append((b"cookie", await sync_to_async(session_cookie)(user)))
+    communicator = WebsocketCommunicator(application, path, headers=headers)
+    connected, code = await communicator.connect(timeout=5)
+    return communicator, connected, code
+
+
+def raise_alert(*, finding="intracranial_hemorrhage", location="ED-RESUS-1", **study):
+    item = ready_study(location=location, is_emergency=True, **study)
+    with transaction.atomic():
+        return alert_raise(study=item.study, finding=finding)
+
+
+@pytest.fixture
+def clinician_in_ed(users):
+    StaffProfile.objects.create(user=users.clinician, locations="ED")
+    return users.clinician
+
+
+async def test_unauthenticated_socket_is_closed_with_4401():
+    for path in ("/ws/alerts/", "/ws/worklist/"):
+        communicator, connected, code = await connect(path)
+        assert (connected, code) == (False, 4401)
+
+
+async def test_clinician_may_not_open_the_worklist_socket(users):
+    communicator, connected, code = await connect("/ws/worklist/", users.clinician)
+    assert (connected, code) == (False, 4403)
+    communicator, connected, code = await connect("/ws/alerts/", users.nobody)
+    assert (connected, code) == (False, 4403)
+
+
+async def test_foreign_origin_is_refused(users):
+    communicator, connected, _ = await connect(
+        "/ws/alerts/", users.radiologist, origin=(b"origin", b"http://evil.example")
+    )
+    assert connected is False
+
+
+async def test_radiologist_receives_the_alert_frame_after_commit(users):
+    communicator, connected, _ = await connect("/ws/alerts/", users.radiologist)
+    assert connected
+
+    alert = await sync_to_async(raise_alert)()
+
+    frame = await communicator.receive_json_from(timeout=5)
+    assert frame["type"] == "alert" and frame["seq"] == alert.seq
+    for key in ("finding", "study_instance_uid", "state", "raised_at"):
+        assert frame[key]
+    assert frame["state"] == "open" and frame["finding"] == "intracranial_hemorrhage"
+    assert "synthetic phantoms" in frame["notice"]
+    assert json.loads(json.dumps(frame)) == frame
+    for forbidden in ("Testperson", "MRN"):
+        assert forbidden not in json.dumps(frame)
+    await communicator.disconnect()
+
+
+async def test_clinicians_get_alerts_of_their_location_only(users, clinician_in_ed):
+    ed, _, _ = await connect("/ws/alerts/", clinician_in_ed)
+
+    await sync_to_async(raise_alert)(location="WARD 7")  # not the clinician's location
+    ed_alert = await sync_to_async(raise_alert)(location="ED-MAJORS-3")
+
+    frame = await ed.receive_json_from(timeout=5)
+    assert frame["seq"] == ed_alert.seq
+    assert await ed.receive_nothing(timeout=0.5)
+    await ed.disconnect()
+
+
+async def test_clinicians_hear_of_confirm_first_findings_after_confirmation(users, clinician_in_ed):
+    ed, _, _ = await connect("/ws/alerts/", clinician_in_ed)
+    alert = await sync_to_async(raise_alert)(finding="pulmonary_embolism")  # confirm first
+    assert await ed.receive_nothing(timeout=0.5)
+
+    await sync_to_async(alert_resolve)(alert_id=alert.pk, user=users.radiologist, confirmed=True)
+
+    frame = await ed.receive_json_from(timeout=5)
+    assert (frame["seq"], frame["state"]) == (alert.seq, "confirmed")
+    await ed.disconnect()
+
+
+async def test_resume_replays_each_missed_alert_exactly_once(users):
+    first = await sync_to_async(raise_alert)()
+    second = await sync_to_async(raise_alert)()
+    third = await sync_to_async(raise_alert)()
+    communicator, _, _ = await connect("/ws/alerts/", users.radiologist)
+
+    await communicator.send_json_to({"type": "resume", "after": first.seq})
+    replayed = [await communicator.receive_json_from(timeout=5) for _ in range(2)]
+    await communicator.send_json_to({"type": "resume", "after": first.seq})  # asked twice
+
+    assert [frame["seq"] for frame in replayed] == [second.seq, third.seq]
+    assert await communicator.receive_nothing(timeout=0.5)
+    fourth = await sync_to_async(raise_alert)()
+    assert (await communicator.receive_json_from(timeout=5))["seq"] == fourth.seq
+    assert await communicator.receive_nothing(timeout=0.5)
+    await communicator.disconnect()
+
+
+async def test_acknowledge_over_the_socket_records_who_and_from_where(users):
+    alert = await sync_to_async(raise_alert)()
+    communicator, _, _ = await connect("/ws/alerts/", users.radiologist)
+
+    await communicator.send_json_to({"type": "ack", "alert_id": alert.pk, "screen": "dashboard"})
+
+    frame = await communicator.receive_json_from(timeout=5)
+    assert frame["state"] == "acknowledged" and frame["acknowledged_by"] == "rad"
+    stored = await sync_to_async(Alert.objects.get)(pk=alert.pk)
+    assert stored.acknowledged_from == "dashboard" and stored.acknowledged_by_id == users.radiologist.pk
+    assert await sync_to_async(AuditEvent.objects.filter(action="alert.acknowledge").count)() == 1
+    await communicator.disconnect()
+
+
+async def test_bad_frames_get_an_error_not_a_crash(users):
+    communicator, _, _ = await connect("/ws/alerts/", users.radiologist)
+    await communicator.send_json_to({"type": "resume", "after": "yesterday"})
+    assert (await communicator.receive_json_from(timeout=5))["type"] == "error"
+    await communicator.send_json_to({"type": "ack", "alert_id": 999999})
+    assert (await communicator.receive_json_from(timeout=5))["type"] == "error"
+    await communicator.send_json_to({"type": "resync"})
+    assert await communicator.receive_nothing(timeout=0.3)  # connected, nothing open
+    await communicator.disconnect()
+
+
+def test_second_alert_for_the_same_study_and_finding_is_not_raised(users):
+    alert = raise_alert()
+    with transaction.atomic():
+        again = alert_raise(study=alert.study, finding=alert.finding)
+
+    assert again is None
+    assert Alert.objects.count() == 1
+
+
+def test_no_alert_for_a_study_already_being_read(users):
+    item = ready_study()
+    item.status, item.claimed_by = "in_progress", users.radiologist
+    item.save()
+
+    with transaction.atomic():
+        assert alert_raise(study=item.study, finding="intracranial_hemorrhage") is None
+    assert AuditEvent.objects.filter(action="alert.suppressed").exists()
+
+
+def test_escalation_fires_after_the_target_and_not_before(users):
+    alert = raise_alert()  # hemorrhage: 120 s to acknowledge
+    target = alert.raised_at + timedelta(seconds=120)
+
+    assert alerts_escalate_due(now=target - timedelta(seconds=1)) == []
+    assert alerts_escalate_due(now=target) == [alert.pk]
+    alert.refresh_from_db()
+    assert (alert.state, alert.tier, alert.clinicians_notified) == ("escalated", 2, True)
+    assert alerts_escalate_due(now=target + timedelta(minutes=5)) == []  # once
+    assert AuditEvent.objects.filter(action="alert.escalate", study_id=alert.study_id).exists()
+
+
+def test_acknowledged_alert_does_not_escalate(users):
+    alert = raise_alert()
+    alert_acknowledge(alert_id=alert.pk, user=users.radiologist, screen="dashboard")
+
+    assert alerts_escalate_due(now=timezone.now() + timedelta(hours=1)) == []
+
+
+def test_sequence_numbers_increase(users):
+    seqs = [raise_alert().seq for _ in range(3)]
+    assert seqs == sorted(seqs) and len(set(seqs)) == 3
+
+
+async def test_worklist_socket_pushes_item_changes(users):
+    communicator, connected, _ = await connect("/ws/worklist/", users.radiologist)
+    assert connected
+
+    item = await sync_to_async(ready_study)()
+
+    frame = await communicator.receive_json_from(timeout=5)
+    assert frame["type"] == "item" and frame["item"]["id"] == item.pk
+    await communicator.send_json_to({"type": "resync"})
+    listed = await communicator.receive_json_from(timeout=5)
+    assert [row["id"] for row in listed["items"]] == [item.pk]
+    await communicator.disconnect()

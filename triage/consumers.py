@@ -1,0 +1,108 @@
+"""`/ws/alerts/`: alerts addressed to the user's roles and locations, with resume and resync.
+
+Frames in: {"type": "resume", "after": SEQ}, {"type": "resync"}, {"type": "ack", "alert_id": N,
+"screen": "dashboard"}. Frames out: {"type": "alert", "seq": ..., ...}, {"type": "error", ...}.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncJsonWebsocketConsumer
+
+from triage import broadcast
+from triage.alerts import (
+    AlertNotAllowed,
+    alert_acknowledge,
+    alert_frame,
+    alert_visible_to,
+    alerts_visible,
+)
+from triage.models import Alert
+from triage.roles import Role, user_has_role
+
+CLOSE_UNAUTHENTICATED = 4401
+CLOSE_FORBIDDEN = 4403
+
+
+class AlertConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
+    async def connect(self) -> None:
+        user = self.scope.get("user")
+        if user is None or not user.is_authenticated:
+            await self.close(code=CLOSE_UNAUTHENTICATED)
+            return
+        allowed = await database_sync_to_async(user_has_role)(
+            user, Role.RADIOLOGIST, Role.CLINICIAN, Role.ADMINISTRATOR
+        )
+        if not allowed:
+            await self.close(code=CLOSE_FORBIDDEN)
+            return
+        self.sent: set[tuple[int, str]] = set()  # (seq, state) already on this socket
+        await self.channel_layer.group_add(broadcast.GROUP_ALERTS, self.channel_name)
+        await self.accept()
+
+    async def disconnect(self, code: int) -> None:
+        await self.channel_layer.group_discard(broadcast.GROUP_ALERTS, self.channel_name)
+
+    async def receive_json(self, content: Any, **kwargs: Any) -> None:
+        kind = content.get("type") if isinstance(content, dict) else None
+        if kind == "resume":
+            after = content.get("after", 0)
+            if not isinstance(after, int) or after < 0:
+                await self.send_json({"type": "error", "detail": "resume needs an integer after"})
+                return
+            for frame in await self._frames(after_seq=after):
+                await self._send_once(frame)
+        elif kind == "resync":
+            for frame in await self._frames(open_only=True):
+                await self._send_once(frame, force=True)
+        elif kind == "ack":
+            alert_id = content.get("alert_id")
+            if not isinstance(alert_id, int):
+                await self.send_json({"type": "error", "detail": "ack needs an integer alert_id"})
+                return
+            try:
+                frame = await self._acknowledge(alert_id, str(content.get("screen") or "dashboard"))
+            except (AlertNotAllowed, Alert.DoesNotExist):
+                await self.send_json({"type": "error", "detail": "no such alert for you"})
+                return
+            await self._send_once(frame)
+        else:
+            await self.send_json({"type": "error", "detail": "unknown message type"})
+
+    async def alert_changed(self, event: dict[str, Any]) -> None:
+        frame = await self._frame_for(event["alert_id"])
+        if frame is not None:
+            await self._send_once(frame)
+
+    async def _send_once(self, frame: dict[str, Any], *, force: bool = False) -> None:
+        key = (frame["seq"], frame["state"])
+        if key in self.sent and not force:
+            return
+        self.sent.add(key)
+        await self.send_json(frame)
+
+    @database_sync_to_async
+    def _frames(
+        self, *, after_seq: int | None = None, open_only: bool = False
+    ) -> list[dict[str, Any]]:
+        alerts = alerts_visible(user=self.scope["user"], after_seq=after_seq, open_only=open_only)
+        return [alert_frame(alert) for alert in alerts]
+
+    @database_sync_to_async
+    def _frame_for(self, alert_id: int) -> dict[str, Any] | None:
+        alert = (
+            Alert.objects.select_related("study", "run", "acknowledged_by")
+            .filter(pk=alert_id)
+            .first()
+        )
+        if alert is None or not alert_visible_to(alert, self.scope["user"]):
+            return None
+        return alert_frame(alert)
+
+    @database_sync_to_async
+    def _acknowledge(self, alert_id: int, screen: str) -> dict[str, Any]:
+        alert = alert_acknowledge(alert_id=alert_id, user=self.scope["user"], screen=screen)
+        alert = Alert.objects.select_related("study", "run", "acknowledged_by").get(pk=alert.pk)
+        return alert_frame(alert)
