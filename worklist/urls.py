@@ -7,6 +7,7 @@ app_name = "worklist"
 
 page_urls = [
     path("", views.worklist_page, name="page"),
+    path("rows/", views.worklist_rows, name="rows"),
     path("studies/<int:study_id>/", views.study_page, name="study"),
     path("items/<int:item_id>/<str:action>/", views.worklist_action, name="action"),
 ]

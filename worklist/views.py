@@ -43,23 +43,28 @@ def role_required(*roles: Role) -> Callable[[View], View]:
     return decorator
 
 
-@role_required(Role.RADIOLOGIST, Role.ADMINISTRATOR)
-def worklist_page(request: HttpRequest) -> HttpResponse:
+def _worklist_context(request: HttpRequest) -> dict[str, Any]:
     status_filter = request.GET.get("status") or None
     if status_filter not in (None, *WorklistItem.Status.values):
         status_filter = None
     items = list(selectors.worklist_items(status=status_filter)[:200])
-    rows = [{"item": item, "viewer_url": viewer_url(item.study)} for item in items]
-    return render(
-        request,
-        "worklist/worklist.html",
-        {
-            "rows": rows,
-            "status_filter": status_filter or "",
-            "statuses": WorklistItem.Status.choices,
-            "can_read": user_has_role(request.user, Role.RADIOLOGIST),
-        },
-    )
+    return {
+        "rows": [{"item": item, "viewer_url": viewer_url(item.study)} for item in items],
+        "status_filter": status_filter or "",
+        "statuses": WorklistItem.Status.choices,
+        "can_read": user_has_role(request.user, Role.RADIOLOGIST),
+    }
+
+
+@role_required(Role.RADIOLOGIST, Role.ADMINISTRATOR)
+def worklist_page(request: HttpRequest) -> HttpResponse:
+    return render(request, "worklist/worklist.html", _worklist_context(request))
+
+
+@role_required(Role.RADIOLOGIST, Role.ADMINISTRATOR)
+def worklist_rows(request: HttpRequest) -> HttpResponse:
+    """The table body alone: the live dashboard swaps it in when the worklist changes."""
+    return render(request, "worklist/_rows.html", _worklist_context(request))
 
 
 @role_required(Role.RADIOLOGIST, Role.ADMINISTRATOR)

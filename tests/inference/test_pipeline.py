@@ -1,4 +1,5 @@
-"""The pre-processing pipeline on real DICOM files: HU, windows, slice order, compressed syntaxes."""
+"""The pre-processing pipeline on real DICOM files: HU, windows, slice order and compressed
+syntaxes."""
 
 from __future__ import annotations
 

@@ -26,10 +26,13 @@ ORIGIN = (b"origin", b"http://localhost")
 def session_cookie(user) -> bytes:
     client = Client()
     client.force_login(user)
-    return f"{settings.SESSION_COOKIE_NAME}={client.cookies[settings.SESSION_COOKIE_NAME].value}".encode()
+    name = settings.SESSION_COOKIE_NAME
+    return f"{name}={client.cookies[name].value}".encode()
 
 
-async def connect(path: str, user=None, *, origin=ORIGIN) -> tuple[WebsocketCommunicator, bool, int | None]:
+async def connect(
+    path: str, user=None, *, origin=ORIGIN
+) -> tuple[WebsocketCommunicator, bool, int | None]:
     headers = [origin, (b"host", b"localhost")]
     if user is not None:
         headers.append((b"cookie", await sync_to_async(session_cookie)(user)))
@@ -139,7 +142,10 @@ async def test_acknowledge_over_the_socket_records_who_and_from_where(users):
     frame = await communicator.receive_json_from(timeout=5)
     assert frame["state"] == "acknowledged" and frame["acknowledged_by"] == "rad"
     stored = await sync_to_async(Alert.objects.get)(pk=alert.pk)
-    assert stored.acknowledged_from == "dashboard" and stored.acknowledged_by_id == users.radiologist.pk
+    assert (
+        stored.acknowledged_from == "dashboard"
+        and stored.acknowledged_by_id == users.radiologist.pk
+    )
     assert await sync_to_async(AuditEvent.objects.filter(action="alert.acknowledge").count)() == 1
     await communicator.disconnect()
 

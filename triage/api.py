@@ -1,0 +1,79 @@
+"""REST API for alerts: list, acknowledge, confirm or dismiss."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from drf_spectacular.utils import extend_schema
+from rest_framework import status
+from rest_framework.permissions import BasePermission
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from triage.alerts import (
+    AlertNotAllowed,
+    alert_acknowledge,
+    alert_frame,
+    alert_resolve,
+    alerts_visible,
+)
+from triage.models import Alert
+from triage.roles import Role, user_has_role
+
+
+class CanReceiveAlerts(BasePermission):
+    message = "Alerts are for radiologists, clinicians and administrators."
+
+    def has_permission(self, request: Any, view: Any) -> bool:
+        return user_has_role(request.user, Role.RADIOLOGIST, Role.CLINICIAN, Role.ADMINISTRATOR)
+
+
+class AlertListView(APIView):
+    permission_classes = [CanReceiveAlerts]
+
+    @extend_schema(responses=dict)
+    def get(self, request: Request) -> Response:
+        after = request.query_params.get("after")
+        if after is not None and not after.isdigit():
+            return Response({"detail": "after must be a sequence number"}, status=400)
+        alerts = alerts_visible(
+            user=request.user,
+            after_seq=int(after) if after is not None else None,
+            open_only=request.query_params.get("open") == "1",
+        )
+        return Response({"results": [alert_frame(alert) for alert in alerts]})
+
+
+class _AlertAction(APIView):
+    permission_classes = [CanReceiveAlerts]
+
+    def act(self, request: Request, alert_id: int) -> Alert:
+        raise NotImplementedError
+
+    @extend_schema(request=None, responses=dict)
+    def post(self, request: Request, alert_id: int) -> Response:
+        try:
+            alert = self.act(request, alert_id)
+        except Alert.DoesNotExist:
+            return Response({"detail": "No such alert."}, status=status.HTTP_404_NOT_FOUND)
+        except AlertNotAllowed as refusal:
+            return Response({"detail": str(refusal)}, status=status.HTTP_403_FORBIDDEN)
+        alert = Alert.objects.select_related("study", "run", "acknowledged_by").get(pk=alert.pk)
+        return Response(alert_frame(alert))
+
+
+class AcknowledgeView(_AlertAction):
+    def act(self, request: Request, alert_id: int) -> Alert:
+        screen = str(request.data.get("screen", "api")) if hasattr(request, "data") else "api"
+        return alert_acknowledge(alert_id=alert_id, user=request.user, screen=screen)
+
+
+class ConfirmView(_AlertAction):
+    def act(self, request: Request, alert_id: int) -> Alert:
+        return alert_resolve(alert_id=alert_id, user=request.user, confirmed=True)
+
+
+class DismissView(_AlertAction):
+    def act(self, request: Request, alert_id: int) -> Alert:
+        return alert_resolve(alert_id=alert_id, user=request.user, confirmed=False)

@@ -1,0 +1,56 @@
+"""The clinician inbox page: open and recent alerts for the user's locations."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import messages
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import render
+from django.urls import reverse
+from django.views.decorators.http import require_POST
+
+from triage.alerts import AlertNotAllowed, alert_acknowledge, alerts_visible
+from triage.models import Alert
+from triage.roles import Role
+from worklist.views import role_required
+
+INBOX_ROLES = (Role.CLINICIAN, Role.RADIOLOGIST, Role.ADMINISTRATOR)
+
+
+def _inbox_context(request: HttpRequest) -> dict[str, Any]:
+    alerts = alerts_visible(user=request.user)
+    open_alerts = [alert for alert in alerts if alert.state in Alert.OPEN_STATES]
+    history = [alert for alert in reversed(alerts) if alert.state not in Alert.OPEN_STATES]
+    return {"open_alerts": open_alerts, "history": history[:50]}
+
+
+@role_required(*INBOX_ROLES)
+def inbox_page(request: HttpRequest) -> HttpResponse:
+    return render(request, "triage/inbox.html", _inbox_context(request))
+
+
+@role_required(*INBOX_ROLES)
+def inbox_rows(request: HttpRequest) -> HttpResponse:
+    return render(request, "triage/_inbox_rows.html", _inbox_context(request))
+
+
+@require_POST
+@role_required(*INBOX_ROLES)
+def inbox_acknowledge(request: HttpRequest, alert_id: int) -> HttpResponse:
+    try:
+        alert_acknowledge(alert_id=alert_id, user=request.user, screen="inbox")
+    except (AlertNotAllowed, Alert.DoesNotExist):
+        messages.error(request, "This alert is not addressed to you.")
+    return HttpResponseRedirect(reverse("inbox"))
+
+
+def home(request: HttpRequest) -> HttpResponse:
+    """Radiologists and administrators land on the worklist, clinicians on their inbox."""
+    from triage.roles import user_has_role
+
+    if user_has_role(request.user, Role.CLINICIAN) and not user_has_role(
+        request.user, Role.RADIOLOGIST, Role.ADMINISTRATOR
+    ):
+        return HttpResponseRedirect(reverse("inbox"))
+    return HttpResponseRedirect(reverse("worklist:page"))

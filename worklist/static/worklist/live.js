@@ -1,0 +1,198 @@
+// Live dashboard: the worklist re-orders itself and critical alerts arrive without a reload.
+// Two sockets (/ws/worklist/, /ws/alerts/) reconnect by themselves; after a reconnect the alert
+// socket resumes from the last sequence number seen, and a periodic resync covers lost pushes.
+(function () {
+  "use strict";
+  var scheme = location.protocol === "https:" ? "wss://" : "ws://";
+  var table = document.getElementById("worklist");
+  var inbox = document.getElementById("inbox");
+  var banner = document.getElementById("alert-banner");
+  var indicator = document.getElementById("connection");
+  var muteButton = document.getElementById("mute");
+  var canResolve = table ? table.dataset.canResolve === "1" : false;
+  var state = { worklist: "connecting", alerts: "connecting" };
+  var alerts = {};  // seq -> latest frame
+  var lastSeq = Number(sessionStorage.getItem("alerts.lastSeq") || 0);
+  var muted = localStorage.getItem("alerts.muted") === "1";
+
+  function showConnection() {
+    if (!indicator) return;
+    var values = Object.keys(state).map(function (key) { return state[key]; });
+    var live = values.every(function (value) { return value === "live" || value === "unused"; });
+    indicator.textContent = live ? "● Live" : "○ Reconnecting…";
+    indicator.className = "connection " + (live ? "live" : "down");
+  }
+
+  function socket(path, name, handlers) {
+    var delay = 500;
+    function open() {
+      var ws = new WebSocket(scheme + location.host + path);
+      ws.onopen = function () {
+        delay = 500;
+        state[name] = "live";
+        showConnection();
+        if (handlers.open) handlers.open(ws);
+      };
+      ws.onmessage = function (event) { handlers.message(JSON.parse(event.data), ws); };
+      ws.onclose = function (event) {
+        state[name] = "down";
+        showConnection();
+        if (event.code === 4401) { location.reload(); return; }  // session ended: sign in again
+        setTimeout(open, delay);
+        delay = Math.min(delay * 2, 10000);
+      };
+      handlers.current = ws;
+    }
+    open();
+    return handlers;
+  }
+
+  // ---- worklist ------------------------------------------------------------------------
+  var refreshTimer = null;
+  function refreshRows() {
+    if (!table || refreshTimer) return;
+    refreshTimer = setTimeout(function () {
+      refreshTimer = null;
+      fetch(table.dataset.rowsUrl, { credentials: "same-origin" })
+        .then(function (response) { return response.ok ? response.text() : null; })
+        .then(function (html) {
+          if (html === null) return;
+          table.querySelector("tbody").innerHTML = html;
+          document.dispatchEvent(new Event("worklist:updated"));
+        });
+    }, 150);
+  }
+  if (table) {
+    socket("/ws/worklist/", "worklist", {
+      open: function () { refreshRows(); },
+      message: function (frame) { if (frame.type === "item" || frame.type === "items") refreshRows(); },
+    });
+  } else {
+    state.worklist = "unused";
+  }
+
+  // ---- alerts --------------------------------------------------------------------------
+  function beep() {
+    if (muted) return;
+    try {
+      var context = new (window.AudioContext || window.webkitAudioContext)();
+      var tone = context.createOscillator();
+      var gain = context.createGain();
+      tone.frequency.value = 880;
+      gain.gain.value = 0.15;
+      tone.connect(gain);
+      gain.connect(context.destination);
+      tone.start();
+      tone.stop(context.currentTime + 0.4);
+    } catch (error) { /* no audio device: the banner still shows */ }
+  }
+  if (muteButton) {
+    var paint = function () {
+      muteButton.textContent = muted ? "Sound off" : "Sound on";
+      muteButton.setAttribute("aria-pressed", muted ? "true" : "false");
+    };
+    paint();
+    muteButton.addEventListener("click", function () {
+      muted = !muted;
+      localStorage.setItem("alerts.muted", muted ? "1" : "0");
+      paint();
+    });
+  }
+
+  function text(tag, className, value) {
+    var node = document.createElement(tag);
+    if (className) node.className = className;
+    node.textContent = value;
+    return node;
+  }
+
+  var alertSocket = null;
+  function acknowledge(frame) {
+    if (alertSocket && alertSocket.current && alertSocket.current.readyState === 1) {
+      alertSocket.current.send(JSON.stringify({ type: "ack", alert_id: frame.alert_id, screen: inbox ? "inbox" : "dashboard" }));
+    }
+  }
+  function resolve(frame, confirmed) {
+    var csrf = (document.cookie.match(/csrftoken=([^;]+)/) || [])[1] || "";
+    fetch("/api/alerts/" + frame.alert_id + (confirmed ? "/confirm/" : "/dismiss/"), {
+      method: "POST", credentials: "same-origin", headers: { "X-CSRFToken": csrf },
+    });
+  }
+
+  function renderBanner() {
+    if (!banner) return;
+    var open = Object.keys(alerts).map(function (key) { return alerts[key]; })
+      .filter(function (frame) { return frame.state === "open" || frame.state === "escalated"; })
+      .sort(function (a, b) { return a.seq - b.seq; });
+    banner.innerHTML = "";
+    banner.hidden = open.length === 0;
+    open.forEach(function (frame) {
+      var card = document.createElement("section");
+      card.className = "critical " + frame.state;
+      card.dataset.seq = frame.seq;
+      card.setAttribute("aria-label", "Critical AI alert " + frame.label);
+      if (frame.heatmap_url) {
+        var image = document.createElement("img");
+        image.src = frame.heatmap_url;
+        image.alt = "Key image with heat map for " + frame.label;
+        image.className = "key-image";
+        card.appendChild(image);
+      }
+      var body = document.createElement("div");
+      body.appendChild(text("h2", "", (frame.state === "escalated" ? "ESCALATED · " : "") + "AI flag: " + frame.label));
+      body.appendChild(text("p", "", frame.modality + " · " + (frame.accession_number || "no accession") + " · " +
+        (frame.patient_location || "location unknown") + (frame.score !== null ? " · score " + frame.score.toFixed(2) : "")));
+      body.appendChild(text("p", "notice", frame.notice));
+      var buttons = document.createElement("div");
+      buttons.className = "actions";
+      var ack = text("button", "", "Acknowledge");
+      ack.type = "button";
+      ack.addEventListener("click", function () { acknowledge(frame); });
+      buttons.appendChild(ack);
+      var link = text("a", "viewer", "Open study");
+      link.href = "/worklist/studies/" + frame.study_id + "/";
+      buttons.appendChild(link);
+      body.appendChild(buttons);
+      card.appendChild(body);
+      banner.appendChild(card);
+    });
+  }
+
+  var inboxTimer = null;
+  function refreshInbox() {
+    if (!inbox || inboxTimer) return;
+    inboxTimer = setTimeout(function () {
+      inboxTimer = null;
+      fetch(inbox.dataset.rowsUrl, { credentials: "same-origin" })
+        .then(function (response) { return response.ok ? response.text() : null; })
+        .then(function (html) { if (html !== null) inbox.innerHTML = html; });
+    }, 150);
+  }
+
+  alertSocket = socket("/ws/alerts/", "alerts", {
+    open: function (ws) {
+      // First connection: what is open now. After a reconnect: everything missed since.
+      ws.send(JSON.stringify(lastSeq > 0 ? { type: "resume", after: lastSeq } : { type: "resync" }));
+      if (lastSeq > 0) ws.send(JSON.stringify({ type: "resync" }));
+    },
+    message: function (frame) {
+      if (frame.type !== "alert") return;
+      var known = alerts[frame.seq];
+      alerts[frame.seq] = frame;
+      if (frame.seq > lastSeq) {
+        lastSeq = frame.seq;
+        sessionStorage.setItem("alerts.lastSeq", String(lastSeq));
+      }
+      if ((!known || known.state !== frame.state) && (frame.state === "open" || frame.state === "escalated")) beep();
+      renderBanner();
+      refreshInbox();
+    },
+  });
+  setInterval(function () {
+    if (alertSocket.current && alertSocket.current.readyState === 1) {
+      alertSocket.current.send(JSON.stringify({ type: "resync" }));
+    }
+  }, 30000);
+  showConnection();
+  window.triageLive = { alerts: alerts, resolve: resolve, canResolve: canResolve };
+})();
