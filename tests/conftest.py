@@ -202,3 +202,45 @@ def _release_test_database(django_db_setup: None, django_db_blocker: Any) -> Ite
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
             "WHERE datname = current_database() AND pid <> pg_backend_pid()"
         )
+
+
+def asgi_server_start(
+    tmp_path: Path, *, name: str = "web", extra_env: dict[str, str] | None = None
+) -> tuple[subprocess.Popen[bytes], int]:
+    """The production ASGI app under uvicorn (static files served by the app)."""
+    port = free_port()
+    env = {**child_environment(), "SERVE_STATIC": "1", **(extra_env or {})}
+    log = open(tmp_path / f"{name}.log", "wb")  # noqa: SIM115 - lives as long as the process
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "triage.asgi:application",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    wait_for_port(port, process=process)
+    return process, port
+
+
+def process_stop(process: subprocess.Popen[bytes]) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+
+
+@pytest.fixture
+def asgi_server(transactional_db: None, tmp_path: Path) -> Iterator[int]:
+    process, port = asgi_server_start(tmp_path)
+    yield port
+    process_stop(process)

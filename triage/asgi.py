@@ -4,6 +4,7 @@ Channels."""
 from __future__ import annotations
 
 import os
+from typing import Any
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "triage.settings")
 
@@ -17,9 +18,17 @@ django_http = get_asgi_application()
 from triage.body_limit import RequestBodyLimit  # noqa: E402
 from triage.routing import websocket_urlpatterns  # noqa: E402
 
+from django.conf import settings  # noqa: E402
+
+http_app: Any = RequestBodyLimit(django_http)
+if settings.SERVE_STATIC:
+    from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
+
+    http_app = ASGIStaticFilesHandler(http_app)  # type: ignore[arg-type]
+
 application = ProtocolTypeRouter(
     {
-        "http": RequestBodyLimit(django_http),
+        "http": http_app,
         "websocket": AllowedHostsOriginValidator(
             AuthMiddlewareStack(URLRouter(websocket_urlpatterns))
         ),

@@ -129,6 +129,8 @@ USE_I18N = False
 USE_TZ = True
 
 STATIC_URL = "static/"
+# Serve static files from the ASGI app itself (demo, tests, single-host installs without a proxy).
+SERVE_STATIC = _env_bool("SERVE_STATIC", EMBEDDED)
 STATIC_ROOT = BASE_DIR / "var" / "static"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

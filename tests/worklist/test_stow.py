@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import http.client
-import subprocess
-import sys
 from pathlib import Path
 
 import pydicom
 import pytest
 from rest_framework.authtoken.models import Token
 
-from tests.conftest import ROOT, child_environment, free_port, wait_for_port
+from tests.conftest import asgi_server_start, process_stop
 from worklist.dicom import status
 from worklist.dicom.synthetic import StudySpec, write_study
 from worklist.models import Instance, QuarantinedObject, Study, WorklistItem
@@ -147,30 +145,16 @@ def test_body_without_boundary_is_a_bad_request(client, token):
 
 
 @pytest.fixture
-def asgi_server(transactional_db, tmp_path):
+def small_limit_server(transactional_db, tmp_path):
     """The production ASGI app under uvicorn, with a small request limit."""
-    port = free_port()
-    env = {**child_environment(), "STOW_MAX_REQUEST_BYTES": "50000"}
-    log = open(tmp_path / "uvicorn.log", "wb")  # noqa: SIM115
-    process = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "triage.asgi:application", "--port", str(port)],
-        cwd=ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        wait_for_port(port, process=process)
-        yield port
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
-        log.close()
+    process, port = asgi_server_start(tmp_path, extra_env={"STOW_MAX_REQUEST_BYTES": "50000"})
+    yield port
+    process_stop(process)
 
 
-def test_asgi_server_refuses_oversize_before_reading_the_body(asgi_server, users):
+def test_asgi_server_refuses_oversize_before_reading_the_body(small_limit_server, users):
     token = Token.objects.create(user=users.integration)
-    connection = http.client.HTTPConnection("127.0.0.1", asgi_server, timeout=10)
+    connection = http.client.HTTPConnection("127.0.0.1", small_limit_server, timeout=10)
     connection.putrequest("POST", "/dicomweb/studies")
     connection.putheader("Content-Type", CONTENT_TYPE)
     connection.putheader("Content-Length", str(10 * 1024**3))  # 10 GiB announced, none sent

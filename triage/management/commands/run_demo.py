@@ -16,6 +16,7 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from rest_framework.authtoken.models import Token
 
+from triage.models import StaffProfile
 from triage.roles import Role, roles_ensure
 
 logger = logging.getLogger(__name__)
@@ -39,7 +40,7 @@ class Command(BaseCommand):
         parser.add_argument(
             "--studies-per-minute",
             type=float,
-            default=4.0,
+            default=6.0,
             help="simulated ED arrival rate (0 for none)",
         )
         parser.add_argument("--seed", type=int, default=1)
@@ -51,7 +52,6 @@ class Command(BaseCommand):
         logins = self._demo_users()
 
         from worklist.dicom.scp import listener_start, stabiliser_start
-        from worklist.traffic import traffic_loop
 
         listener_start(
             host=options["host"], port=options["dicom_port"], ae_title=options["ae_title"]
@@ -103,26 +103,35 @@ class Command(BaseCommand):
                 user.is_staff = user.is_superuser = staff
                 user.save()
             user.groups.add(Group.objects.get(name=str(role)))
+            if role == Role.CLINICIAN:
+                StaffProfile.objects.get_or_create(user=user, defaults={"locations": "ED"})
             logins.append((username, password, str(role)))
         token, _ = Token.objects.get_or_create(user=User.objects.get(username="modality"))
         logins.append(("Authorization: Token", token.key, "STOW-RS"))
         return logins
 
     def _start_web(self, *, host: str, port: int) -> None:
-        import uvicorn
-        from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
+        import asyncio
 
+        import uvicorn
+
+        from triage import broadcast
         from triage.asgi import application
 
         config = uvicorn.Config(
-            ASGIStaticFilesHandler(application),
+            application,
             host=host,
             port=port,
             log_level="warning",
             lifespan="off",
         )
         server = uvicorn.Server(config)
-        threading.Thread(target=server.run, name="web", daemon=True).start()
+        loop = asyncio.new_event_loop()
+        # The in-memory channel layer lives in the web server's loop: broadcasts go there.
+        broadcast.use_server_loop(loop)
+        threading.Thread(
+            target=loop.run_until_complete, args=(server.serve(),), name="web", daemon=True
+        ).start()
 
     def _run_worker(self) -> None:
         from triage.celery import app
@@ -137,3 +146,38 @@ class Command(BaseCommand):
             quiet=True,
         )
         worker.start()
+
+
+def traffic_loop(
+    *,
+    host: str,
+    port: int,
+    called_ae: str,
+    studies_per_minute: float,
+    seed: int,
+    stop: threading.Event,
+) -> None:
+    """Phantom studies in an ED mix, Poisson arrivals, until stopped."""
+    import random
+
+    from inference.phantoms import phantom_generate
+    from inference.phantoms.traffic import ed_mix, phantom_study_send
+
+    arrivals = random.Random(seed)
+    for finding, positive, study_seed in ed_mix(seed, positive_fraction=0.4):
+        if stop.is_set():
+            return
+        try:
+            study = phantom_generate(finding, positive=positive, seed=study_seed)
+            stored = phantom_study_send(
+                study=study,
+                seed=study_seed,
+                host=host,
+                port=port,
+                called_ae=called_ae,
+                calling_ae="DEMO_MODALITY",
+            )
+            logger.info("demo traffic: sent %s phantom (%s instances)", finding, stored)
+        except Exception:
+            logger.exception("demo traffic: sending failed; going on with the next study")
+        stop.wait(arrivals.expovariate(studies_per_minute / 60.0))

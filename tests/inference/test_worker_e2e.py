@@ -1,0 +1,203 @@
+"""End to end on real parts: storescu -> DICOM listener -> Celery worker on Redis -> ONNX Runtime
+-> result on /api/worklist/, with the flagged study moved up."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pydicom
+import pytest
+from pydicom.encaps import encapsulate
+from pydicom.uid import RLELossless
+
+from inference.models import InferenceRun
+from inference.phantoms import phantom_generate, phantom_write
+from tests.conftest import ROOT, child_environment
+from tests.dicom_peers import storescu
+from tests.worklist.test_dicom_listener import wait_until
+from triage.findings import Finding
+from worklist.models import Study
+
+# Held-out phantom seeds (outside the training and validation ranges the models were made with).
+CASES = {
+    Finding.INTRACRANIAL_HEMORRHAGE: 9_100_001,
+    Finding.PULMONARY_EMBOLISM: 9_100_002,
+    Finding.PNEUMOTHORAX: 9_100_003,
+    Finding.FRACTURE: 9_100_004,
+}
+
+
+def send_phantom(port: int, finding: Finding, *, positive: bool, seed: int, out: Path) -> str:
+    study = phantom_generate(finding, positive=positive, seed=seed)
+    paths = phantom_write(study, out_dir=out, seed=seed)
+    dicom_files = [path for path in paths if path.suffix == ".dcm"] or paths
+    syntax = pydicom.dcmread(dicom_files[0]).file_meta.TransferSyntaxUID
+    from tests.dicom_peers import STORESCU_PROPOSE
+
+    result = storescu(port, dicom_files, propose=STORESCU_PROPOSE.get(syntax))
+    assert result.returncode == 0, result.output
+    return str(pydicom.dcmread(dicom_files[0]).StudyInstanceUID)
+
+
+def study_done(uid: str) -> Study | None:
+    study = Study.objects.filter(study_instance_uid=uid).first()
+    if study and study.ai_state in (Study.AIState.COMPLETE, Study.AIState.FAILED):
+        return study
+    return None
+
+
+@pytest.mark.parametrize("finding", list(CASES))
+def test_model_flags_a_positive_and_clears_a_negative(
+    finding, dicom_listener, celery_worker, tmp_path, client, users
+):
+    seed = CASES[finding]
+    negative = send_phantom(
+        dicom_listener.port, finding, positive=False, seed=seed, out=tmp_path / "negative"
+    )
+    positive = send_phantom(
+        dicom_listener.port, finding, positive=True, seed=seed, out=tmp_path / "positive"
+    )
+
+    wait_until(lambda: study_done(negative) and study_done(positive), timeout=90)
+
+    client.force_login(users.radiologist)
+    rows = client.get("/api/worklist/").json()["results"]
+    by_uid = {row["study_instance_uid"]: row for row in rows}
+    assert [row["study_instance_uid"] for row in rows][0] == positive  # moved up
+    flagged = by_uid[positive]["findings"]
+    assert [(f["finding"], f["flagged"]) for f in flagged] == [(str(finding), True)]
+    assert flagged[0]["demonstration"] is True and "synthetic phantoms" in flagged[0]["notice"]
+    assert flagged[0]["score"] >= flagged[0]["threshold"]
+    cleared = by_uid[negative]["findings"]
+    assert [(f["finding"], f["flagged"]) for f in cleared] == [(str(finding), False)]
+    assert by_uid[positive]["read_by"] < by_uid[negative]["read_by"]
+
+    heatmap = client.get(flagged[0]["heatmap_url"])
+    assert heatmap.status_code == 200 and heatmap["Content-Type"] == "image/png"
+    Path(ROOT / "test-artifacts").mkdir(exist_ok=True)
+    (ROOT / "test-artifacts" / f"heatmap-{finding}.png").write_bytes(
+        b"".join(heatmap.streaming_content)
+    )
+
+
+def test_corrupt_pixel_payload_shows_ai_failed(
+    dicom_listener, celery_worker, tmp_path, client, users
+):
+    study = phantom_generate(Finding.INTRACRANIAL_HEMORRHAGE, positive=True, seed=9_100_011)
+    paths = phantom_write(
+        study, out_dir=tmp_path / "study", seed=9_100_011, transfer_syntax=RLELossless
+    )
+    dicom_files = sorted(path for path in paths if path.suffix == ".dcm")
+    victim = pydicom.dcmread(dicom_files[len(dicom_files) // 2])
+    # Well-formed encapsulation, nonsense RLE segments: it is stored, then cannot be decoded.
+    victim.PixelData = encapsulate([b"\x05\x00\x00\x00" + b"\xff" * 60])
+    victim.save_as(dicom_files[len(dicom_files) // 2])
+    assert storescu(dicom_listener.port, dicom_files, propose="-xr").returncode == 0
+
+    done = wait_until(lambda: study_done(str(victim.StudyInstanceUID)), timeout=60)
+
+    assert done.ai_state == Study.AIState.FAILED
+    client.force_login(users.radiologist)
+    row = client.get("/api/worklist/").json()["results"][0]
+    assert row["ai_state"] == "failed"
+    assert "decode" in row["ai_detail"]
+    assert row["findings"][0]["state"] == "failed"
+
+
+def _start_worker(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "triage",
+            "worker",
+            "-Q",
+            "default,inference",
+            "-P",
+            "solo",
+            "--without-gossip",
+            "--without-mingle",
+            "-l",
+            "INFO",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=open(log, "wb"),
+        stderr=subprocess.STDOUT,  # noqa: SIM115
+    )
+
+
+def test_worker_killed_mid_task_leaves_the_study_processed_exactly_once(
+    transactional_db, tmp_path, users
+):
+    """SIGKILL the worker while it runs a model: the unacknowledged task is redelivered to the
+    next worker and the study gets exactly one result."""
+    import redis
+
+    from tests.conftest import Listener, free_port, wait_for_port
+
+    env = {
+        **child_environment(),
+        "CELERY_BROKER_URL": "redis://127.0.0.1:6379/12",
+        "CELERY_LONGEST_TASK_SECONDS": "1",
+    }  # visibility timeout 3 s
+    redis.Redis.from_url(env["CELERY_BROKER_URL"]).flushdb()
+    port = free_port()
+    listener = subprocess.Popen(
+        [
+            sys.executable,
+            str(ROOT / "manage.py"),
+            "dicom_scp",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--ae-title",
+            "TRIAGE",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=open(tmp_path / "scp.log", "wb"),  # noqa: SIM115
+        stderr=subprocess.STDOUT,
+    )
+    first_log, second_log = tmp_path / "worker-1.log", tmp_path / "worker-2.log"
+    first = _start_worker(env, first_log)
+    second = None
+    try:
+        wait_for_port(port, process=listener)
+        Listener(port=port, ae_title="TRIAGE", process=listener, log_path=tmp_path / "scp.log")
+        uid = send_phantom(
+            port, Finding.PULMONARY_EMBOLISM, positive=True, seed=9_100_021, out=tmp_path / "ctpa"
+        )
+        wait_until(
+            lambda: (
+                "inference.tasks.inference_run[" in first_log.read_text()
+                and "received" in first_log.read_text()
+            ),
+            timeout=60,
+            interval=0.01,
+        )
+        first.send_signal(signal.SIGKILL)
+        first.wait(timeout=10)
+        run = InferenceRun.objects.get(study__study_instance_uid=uid)
+        assert run.state == InferenceRun.State.QUEUED  # killed before it finished
+
+        time.sleep(3.5)  # past the visibility timeout
+        second = _start_worker(env, second_log)
+        done = wait_until(lambda: study_done(uid), timeout=90)
+
+        assert done.ai_state == Study.AIState.COMPLETE
+        runs = InferenceRun.objects.filter(study=done)
+        assert runs.count() == 1
+        assert runs.get().state == InferenceRun.State.COMPLETE
+    finally:
+        for process in (first, second, listener):
+            if process is not None and process.poll() is None:
+                process.terminate()
+                process.wait(timeout=15)
