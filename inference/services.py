@@ -190,7 +190,7 @@ def _predict(*, run: InferenceRun, card: ModelCard) -> _Outcome:
     )
     score, key = pipeline.aggregate(probabilities, method=card.aggregation)
     predicted = time.perf_counter()
-    threshold = threshold_for(card=card)
+    threshold = threshold_for(card=card, study=run.study)
     png = pipeline.heat_map_png(
         pipeline.display_image(series, key, card.preprocessing),
         maps[key],

@@ -18,6 +18,7 @@ from triage.alerts import (
     alert_resolve,
     alerts_visible,
 )
+from triage.feedback import FeedbackRefused, feedback_record
 from triage.models import Alert
 from triage.roles import Role, user_has_role
 
@@ -77,3 +78,41 @@ class ConfirmView(_AlertAction):
 class DismissView(_AlertAction):
     def act(self, request: Request, alert_id: int) -> Alert:
         return alert_resolve(alert_id=alert_id, user=request.user, confirmed=False)
+
+
+class IsRadiologist(BasePermission):
+    message = "Feedback on AI results is recorded by radiologists."
+
+    def has_permission(self, request: Any, view: Any) -> bool:
+        return user_has_role(request.user, Role.RADIOLOGIST)
+
+
+class FeedbackView(APIView):
+    """Confirm or reject an AI flag (with a reason), or report a finding the AI missed."""
+
+    permission_classes = [IsRadiologist]
+
+    @extend_schema(request=dict, responses=dict)
+    def post(self, request: Request, study_id: int) -> Response:
+        data = request.data if isinstance(request.data, dict) else {}
+        try:
+            feedback = feedback_record(
+                study_id=study_id,
+                finding=str(data.get("finding", "")),
+                user=request.user,
+                verdict=str(data.get("verdict", "")),
+                reason=str(data.get("reason", "")),
+                comment=str(data.get("comment", "")),
+            )
+        except FeedbackRefused as refusal:
+            return Response({"detail": str(refusal)}, status=status.HTTP_400_BAD_REQUEST)
+        return Response(
+            {
+                "id": feedback.pk,
+                "finding": feedback.finding,
+                "verdict": feedback.verdict,
+                "reason": feedback.reason,
+                "score": feedback.score,
+            },
+            status=status.HTTP_201_CREATED,
+        )

@@ -15,10 +15,10 @@ from django.core.asgi import get_asgi_application  # noqa: E402
 
 django_http = get_asgi_application()
 
+from django.conf import settings  # noqa: E402
+
 from triage.body_limit import RequestBodyLimit  # noqa: E402
 from triage.routing import websocket_urlpatterns  # noqa: E402
-
-from django.conf import settings  # noqa: E402
 
 http_app: Any = RequestBodyLimit(django_http)
 if settings.SERVE_STATIC:

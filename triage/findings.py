@@ -13,6 +13,9 @@ class Finding(StrEnum):
     FRACTURE = "fracture"
 
 
+FINDINGS: tuple[str, ...] = tuple(finding.value for finding in Finding)
+
+
 @dataclass(frozen=True, kw_only=True)
 class FindingSpec:
     finding: Finding

@@ -96,3 +96,113 @@ class Alert(models.Model):
 
     def __str__(self) -> str:
         return f"Alert {self.seq} {self.finding} study={self.study_id} {self.state}"
+
+
+class ThresholdPolicy(models.Model):
+    """An administrator's threshold for a finding, optionally narrowed to a location prefix or a
+    modality. Rows are never edited: a change adds a row and retires the one it replaces."""
+
+    finding = models.CharField(max_length=32)
+    location_prefix = models.CharField(max_length=64, blank=True)
+    modality = models.CharField(max_length=16, blank=True)
+    value = models.FloatField()
+    active = models.BooleanField(default=True)
+    changed_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT)
+    changed_at = models.DateTimeField()
+    reason = models.CharField(max_length=500)
+    replaces = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["-changed_at", "-id"]
+        indexes = [models.Index(fields=["finding", "active"], name="threshold_active_idx")]
+
+    def __str__(self) -> str:
+        scope = "/".join(part for part in (self.location_prefix, self.modality) if part) or "all"
+        return f"{self.finding} [{scope}] {self.value:.3f}"
+
+
+class Feedback(models.Model):
+    """A radiologist's ground truth on an AI result: confirmed, false positive, or missed."""
+
+    class Verdict(models.TextChoices):
+        CONFIRMED = "confirmed"
+        FALSE_POSITIVE = "false_positive", "false positive"
+        MISSED = "missed", "missed finding"
+
+    class Reason(models.TextChoices):
+        NONE = "", "-"
+        ARTEFACT = "artefact"
+        OTHER_FINDING = "other_finding", "other finding"
+        NORMAL_VARIANT = "normal_variant", "normal variant"
+        OTHER = "other"
+
+    study = models.ForeignKey("worklist.Study", on_delete=models.CASCADE, related_name="feedback")
+    finding = models.CharField(max_length=32)
+    run = models.ForeignKey(
+        "inference.InferenceRun",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="feedback",
+    )
+    verdict = models.CharField(max_length=16, choices=Verdict.choices)
+    reason = models.CharField(max_length=16, choices=Reason.choices, blank=True)
+    comment = models.CharField(max_length=500, blank=True)
+    score = models.FloatField(null=True, blank=True)
+    flagged = models.BooleanField(null=True, blank=True)
+    author = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT)
+    created_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["study", "finding", "author"], name="one_feedback_per_reader"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.verdict} {self.finding} study={self.study_id}"
+
+    @property
+    def truth(self) -> bool:
+        """Whether the finding is truly present according to the reader."""
+        return self.verdict in (self.Verdict.CONFIRMED, self.Verdict.MISSED)
+
+
+class ValidationRun(models.Model):
+    """A model run over a labelled data set: the scores behind the operating-point explorer."""
+
+    finding = models.CharField(max_length=32)
+    model_name = models.CharField(max_length=64)
+    model_version = models.CharField(max_length=32)
+    dataset = models.CharField(max_length=255)
+    description = models.CharField(max_length=255, blank=True)
+    created_at = models.DateTimeField()
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT
+    )
+    cases = models.PositiveIntegerField(default=0)
+    failures = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"Validation {self.finding} {self.model_name} {self.model_version} ({self.cases})"
+
+
+class ValidationCase(models.Model):
+    validation = models.ForeignKey(ValidationRun, on_delete=models.CASCADE, related_name="results")
+    case = models.CharField(max_length=128)
+    label = models.BooleanField()
+    score = models.FloatField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["validation", "case"], name="validation_case_once")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.case}: {self.label} {self.score:.3f}"

@@ -1,12 +1,103 @@
-"""The one place a finding's alert threshold is read.
+"""The one place a finding's alert threshold is read and changed.
 
-Today: the model card's operating point. Administrator-tuned policies plug in here.
+The threshold is the most specific active policy an administrator set (finding + location
+prefix + modality), else the model card's operating point. It is read at every result, so a
+change applies to the next result on every worker without a restart.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+
 from inference.registry import ModelCard
+from triage.audit import audit_record
+from triage.models import ThresholdPolicy
+from triage.roles import Role, user_has_role
 
 
-def threshold_for(*, card: ModelCard) -> float:
-    return card.threshold
+class ThresholdChangeRefused(Exception):
+    pass
+
+
+def _matches(policy: ThresholdPolicy, *, location: str, modality: str) -> bool:
+    if policy.location_prefix and not location.upper().startswith(policy.location_prefix.upper()):
+        return False
+    return not (policy.modality and policy.modality.upper() != modality.upper())
+
+
+def policy_for(*, finding: str, location: str = "", modality: str = "") -> ThresholdPolicy | None:
+    candidates = [
+        policy
+        for policy in ThresholdPolicy.objects.filter(finding=finding, active=True)
+        if _matches(policy, location=location, modality=modality)
+    ]
+    if not candidates:
+        return None
+    return max(candidates, key=lambda p: (bool(p.location_prefix) + bool(p.modality), p.changed_at))
+
+
+def threshold_for(*, card: ModelCard, study: Any = None) -> float:
+    policy = policy_for(
+        finding=str(card.finding),
+        location=getattr(study, "patient_location", "") or "",
+        modality=getattr(study, "modality", "") or "",
+    )
+    return policy.value if policy is not None else card.threshold
+
+
+def threshold_set(
+    *,
+    finding: str,
+    value: float,
+    user: Any,
+    reason: str,
+    location_prefix: str = "",
+    modality: str = "",
+) -> ThresholdPolicy:
+    """Administrators only; a reason is required; the previous policy of that scope is retired."""
+    if not user_has_role(user, Role.ADMINISTRATOR):
+        raise ThresholdChangeRefused("Only administrators may change thresholds.")
+    if not reason.strip():
+        raise ThresholdChangeRefused("Say why the threshold changes.")
+    if not 0.0 < value < 1.0:
+        raise ThresholdChangeRefused("A threshold is a probability between 0 and 1.")
+    with transaction.atomic():
+        previous = (
+            ThresholdPolicy.objects.select_for_update()
+            .filter(
+                finding=finding,
+                active=True,
+                location_prefix=location_prefix.upper(),
+                modality=modality.upper(),
+            )
+            .first()
+        )
+        if previous is not None:
+            previous.active = False
+            previous.save(update_fields=["active"])
+        policy = ThresholdPolicy.objects.create(
+            finding=finding,
+            location_prefix=location_prefix.upper(),
+            modality=modality.upper(),
+            value=value,
+            changed_by=user,
+            changed_at=timezone.now(),
+            reason=reason.strip()[:500],
+            replaces=previous,
+        )
+        audit_record(
+            action="threshold.change",
+            actor_id=user.pk,
+            channel="page",
+            detail={
+                "finding": finding,
+                "scope": {"location_prefix": policy.location_prefix, "modality": policy.modality},
+                "from": previous.value if previous else None,
+                "to": value,
+                "reason": policy.reason,
+            },
+        )
+    return policy

@@ -3,6 +3,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView
 
+from triage import admin_views
 from triage import api as alert_api
 from triage import views as alert_views
 from worklist.urls import api_urls, dicomweb_urls, page_urls
@@ -28,6 +29,18 @@ urlpatterns = [
         "api/alerts/<int:alert_id>/dismiss/",
         alert_api.DismissView.as_view(),
         name="api-alert-dismiss",
+    ),
+    path("manage/thresholds/", admin_views.thresholds_page, name="admin-thresholds"),
+    path("manage/analytics/", admin_views.analytics_page, name="admin-analytics"),
+    path(
+        "api/studies/<int:study_id>/feedback/",
+        alert_api.FeedbackView.as_view(),
+        name="api-feedback",
+    ),
+    path(
+        "worklist/studies/<int:study_id>/feedback/",
+        alert_views.study_feedback,
+        name="study-feedback",
     ),
     path("alerts/", alert_views.inbox_page, name="inbox"),
     path("alerts/rows/", alert_views.inbox_rows, name="inbox-rows"),

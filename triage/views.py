@@ -11,6 +11,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from triage.alerts import AlertNotAllowed, alert_acknowledge, alerts_visible
+from triage.feedback import FeedbackRefused, feedback_record
 from triage.models import Alert
 from triage.roles import Role
 from worklist.views import role_required
@@ -54,3 +55,21 @@ def home(request: HttpRequest) -> HttpResponse:
     ):
         return HttpResponseRedirect(reverse("inbox"))
     return HttpResponseRedirect(reverse("worklist:page"))
+
+
+@require_POST
+@role_required(Role.RADIOLOGIST)
+def study_feedback(request: HttpRequest, study_id: int) -> HttpResponse:
+    try:
+        feedback_record(
+            study_id=study_id,
+            finding=request.POST.get("finding", ""),
+            user=request.user,
+            verdict=request.POST.get("verdict", ""),
+            reason=request.POST.get("reason", ""),
+            comment=request.POST.get("comment", ""),
+        )
+        messages.success(request, "Feedback recorded. Thank you: it tunes the alert thresholds.")
+    except FeedbackRefused as refusal:
+        messages.error(request, str(refusal))
+    return HttpResponseRedirect(reverse("worklist:study", args=[study_id]))

@@ -18,7 +18,7 @@ from triage.audit import audit_study_view
 from triage.roles import Role, acting_user_id, user_has_role
 from worklist import selectors
 from worklist.models import Study, WorklistItem
-from worklist.serializers import viewer_url
+from worklist.serializers import findings_of, viewer_url
 from worklist.services.reading import (
     ClaimConflict,
     worklist_item_claim,
@@ -83,6 +83,7 @@ def study_page(request: HttpRequest, study_id: int) -> HttpResponse:
             "study": study,
             "item": getattr(study, "worklist_item", None),
             "viewer_url": viewer_url(study),
+            "findings": findings_of(study),
             "can_read": user_has_role(request.user, Role.RADIOLOGIST),
         },
     )

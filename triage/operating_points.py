@@ -1,0 +1,180 @@
+"""Operating-point statistics on (score, truth) pairs: ROC, and sensitivity, specificity, PPV and
+alert volume against threshold, with percentile-bootstrap 95% intervals. Plain numpy."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+THRESHOLDS = np.round(np.linspace(0.01, 0.99, 99), 2)
+
+
+def auc(scores: np.ndarray, labels: np.ndarray) -> float:
+    """Area under the ROC curve (Mann-Whitney, ties count half)."""
+    positives, negatives = scores[labels], scores[~labels]
+    if positives.size == 0 or negatives.size == 0:
+        return float("nan")
+    order = np.argsort(np.concatenate([positives, negatives]), kind="mergesort")
+    ranks = np.empty(order.size, dtype=np.float64)
+    combined = np.concatenate([positives, negatives])[order]
+    ranks[order] = _average_ranks(combined)
+    positive_ranks = ranks[: positives.size].sum()
+    return float(
+        (positive_ranks - positives.size * (positives.size + 1) / 2)
+        / (positives.size * negatives.size)
+    )
+
+
+def _average_ranks(sorted_values: np.ndarray) -> np.ndarray:
+    ranks = np.arange(1, sorted_values.size + 1, dtype=np.float64)
+    _, first, counts = np.unique(sorted_values, return_index=True, return_counts=True)
+    for start, count in zip(first, counts, strict=True):
+        if count > 1:
+            ranks[start : start + count] = ranks[start : start + count].mean()
+    return ranks
+
+
+def roc_points(scores: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(false positive rate, true positive rate) at every distinct score, from (0,0) to (1,1)."""
+    cut_points = np.unique(scores)[::-1]
+    positives, negatives = max(int(labels.sum()), 1), max(int((~labels).sum()), 1)
+    tpr = [0.0] + [float((scores[labels] >= cut).sum()) / positives for cut in cut_points]
+    fpr = [0.0] + [float((scores[~labels] >= cut).sum()) / negatives for cut in cut_points]
+    return np.asarray(fpr + [1.0]), np.asarray(tpr + [1.0])
+
+
+@dataclass(frozen=True)
+class Interval:
+    value: float
+    low: float
+    high: float
+
+
+@dataclass(frozen=True)
+class Curves:
+    """Per threshold in `thresholds`: point estimates and 95% interval bounds."""
+
+    thresholds: np.ndarray
+    sensitivity: np.ndarray  # shape (3, T): value, low, high
+    specificity: np.ndarray
+    ppv: np.ndarray
+    alerts_per_day: np.ndarray
+    missed_per_week: np.ndarray
+    prevalence: float
+    studies_per_day: float
+    cases: int
+    positives: int
+
+
+def _ppv(sensitivity: np.ndarray, specificity: np.ndarray, prevalence: float) -> np.ndarray:
+    flagged_true = sensitivity * prevalence
+    flagged_false = (1.0 - specificity) * (1.0 - prevalence)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(
+            flagged_true + flagged_false > 0, flagged_true / (flagged_true + flagged_false), np.nan
+        )
+
+
+def curves(
+    scores: np.ndarray,
+    labels: np.ndarray,
+    *,
+    prevalence: float,
+    studies_per_day: float,
+    thresholds: np.ndarray = THRESHOLDS,
+    resamples: int = 1000,
+    seed: int = 0,
+) -> Curves:
+    """Sensitivity and specificity come from the data; PPV and alert volume are computed for the
+    site's prevalence and eligible studies per day (a validation set is often balanced, so its
+    own prevalence would overstate PPV)."""
+    scores = np.asarray(scores, dtype=np.float64)
+    labels = np.asarray(labels, dtype=bool)
+    rng = np.random.default_rng(seed)
+    positives, negatives = scores[labels], scores[~labels]
+
+    def rates(pos: np.ndarray, neg: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        # pos/neg: (B, n) resampled scores -> (B, T) sensitivity and specificity
+        sens = (
+            (pos[:, :, None] >= thresholds[None, None, :]).mean(axis=1)
+            if pos.shape[1]
+            else np.full((pos.shape[0], thresholds.size), np.nan)
+        )
+        spec = (
+            (neg[:, :, None] < thresholds[None, None, :]).mean(axis=1)
+            if neg.shape[1]
+            else np.full((neg.shape[0], thresholds.size), np.nan)
+        )
+        return sens, spec
+
+    point_sens, point_spec = rates(positives[None, :], negatives[None, :])
+    boot_pos = (
+        positives[rng.integers(0, max(positives.size, 1), size=(resamples, positives.size))]
+        if positives.size
+        else np.empty((resamples, 0))
+    )
+    boot_neg = (
+        negatives[rng.integers(0, max(negatives.size, 1), size=(resamples, negatives.size))]
+        if negatives.size
+        else np.empty((resamples, 0))
+    )
+    boot_sens, boot_spec = rates(boot_pos, boot_neg)
+
+    def band(point: np.ndarray, boot: np.ndarray) -> np.ndarray:
+        low, high = (
+            np.nanpercentile(boot, [2.5, 97.5], axis=0)
+            if np.isfinite(boot).any()
+            else (point[0], point[0])
+        )
+        return np.vstack([point[0], low, high])
+
+    boot_ppv = _ppv(boot_sens, boot_spec, prevalence)
+    boot_alerts = (boot_sens * prevalence + (1 - boot_spec) * (1 - prevalence)) * studies_per_day
+    boot_missed = (1 - boot_sens) * prevalence * studies_per_day * 7
+    point_alerts = (point_sens * prevalence + (1 - point_spec) * (1 - prevalence)) * studies_per_day
+    point_missed = (1 - point_sens) * prevalence * studies_per_day * 7
+    return Curves(
+        thresholds=thresholds,
+        sensitivity=band(point_sens, boot_sens),
+        specificity=band(point_spec, boot_spec),
+        ppv=band(_ppv(point_sens, point_spec, prevalence), boot_ppv),
+        alerts_per_day=band(point_alerts, boot_alerts),
+        missed_per_week=band(point_missed, boot_missed),
+        prevalence=prevalence,
+        studies_per_day=studies_per_day,
+        cases=int(scores.size),
+        positives=int(labels.sum()),
+    )
+
+
+def at_threshold(result: Curves, threshold: float) -> dict[str, Interval]:
+    """The curves' values at the grid point nearest `threshold`."""
+    index = int(np.argmin(np.abs(result.thresholds - threshold)))
+
+    def pick(array: np.ndarray) -> Interval:
+        return Interval(float(array[0, index]), float(array[1, index]), float(array[2, index]))
+
+    return {
+        "sensitivity": pick(result.sensitivity),
+        "specificity": pick(result.specificity),
+        "ppv": pick(result.ppv),
+        "alerts_per_day": pick(result.alerts_per_day),
+        "missed_per_week": pick(result.missed_per_week),
+    }
+
+
+def ks_two_sample(first: np.ndarray, second: np.ndarray) -> tuple[float, float]:
+    """Two-sample Kolmogorov-Smirnov statistic D and its asymptotic p-value."""
+    first, second = np.sort(np.asarray(first, float)), np.sort(np.asarray(second, float))
+    if first.size == 0 or second.size == 0:
+        return float("nan"), float("nan")
+    values = np.concatenate([first, second])
+    cdf_first = np.searchsorted(first, values, side="right") / first.size
+    cdf_second = np.searchsorted(second, values, side="right") / second.size
+    statistic = float(np.max(np.abs(cdf_first - cdf_second)))
+    effective = first.size * second.size / (first.size + second.size)
+    lam = (np.sqrt(effective) + 0.12 + 0.11 / np.sqrt(effective)) * statistic
+    terms = np.arange(1, 101)
+    p_value = float(np.clip(2 * np.sum((-1) ** (terms - 1) * np.exp(-2 * terms**2 * lam**2)), 0, 1))
+    return statistic, p_value

@@ -1,0 +1,163 @@
+"""Validation runs: a model over a labelled data set, every score and label stored.
+
+The data set is one folder per study (DICOM files, any layout inside) and a `labels.csv` with
+columns `study,label` (label 1 or 0, or positive/negative).
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pydicom
+from django.utils import timezone
+
+from inference import pipeline
+from inference.registry import ModelCard
+from inference.routing import SeriesDescriptor, StudyDescriptor, series_select
+from inference.runtime import session_for
+from triage.models import ValidationCase, ValidationRun
+
+logger = logging.getLogger(__name__)
+
+Progress = Callable[[int, int, str], None]
+
+
+class DatasetError(Exception):
+    pass
+
+
+def labels_read(dataset: Path) -> dict[str, bool]:
+    path = dataset / "labels.csv"
+    if not path.is_file():
+        raise DatasetError(f"{path} is missing (columns: study,label)")
+    labels: dict[str, bool] = {}
+    with open(path, newline="") as handle:
+        for row in csv.DictReader(handle):
+            study, raw = (row.get("study") or "").strip(), (row.get("label") or "").strip().lower()
+            if not study or raw not in {"1", "0", "positive", "negative", "true", "false"}:
+                raise DatasetError(f"labels.csv: bad row {row}")
+            labels[study] = raw in {"1", "positive", "true"}
+    if not labels:
+        raise DatasetError("labels.csv lists no studies")
+    return labels
+
+
+def _series_of(folder: Path) -> tuple[StudyDescriptor, dict[str, list[Path]]]:
+    files: dict[str, list[Path]] = {}
+    headers: dict[str, pydicom.Dataset] = {}
+    for path in sorted(folder.rglob("*")):
+        if not path.is_file() or path.name == "labels.json":
+            continue
+        try:
+            ds = pydicom.dcmread(path, stop_before_pixels=True)
+        except Exception:  # noqa: S112 - not DICOM: skip it
+            continue
+        uid = str(ds.get("SeriesInstanceUID", ""))
+        files.setdefault(uid, []).append(path)
+        headers.setdefault(uid, ds)
+    if not files:
+        raise DatasetError(f"no DICOM files under {folder}")
+    first = next(iter(headers.values()))
+    return (
+        StudyDescriptor(
+            modality=str(first.get("Modality", "")),
+            body_part=str(first.get("BodyPartExamined", "")).upper(),
+            description=str(first.get("StudyDescription", "")),
+            series=[
+                SeriesDescriptor(
+                    uid=uid,
+                    modality=str(ds.get("Modality", "")),
+                    body_part=str(ds.get("BodyPartExamined", "")).upper(),
+                    description=str(ds.get("SeriesDescription", "")),
+                    instance_count=len(files[uid]),
+                    slice_thickness=float(ds.SliceThickness) if ds.get("SliceThickness") else None,
+                    contrast_agent=str(ds.get("ContrastBolusAgent", "")),
+                )
+                for uid, ds in headers.items()
+            ],
+        ),
+        files,
+    )
+
+
+def study_score(card: ModelCard, folder: Path, *, threads: int) -> float:
+    descriptor, files = _series_of(folder)
+    chosen = series_select(descriptor, card.applies_to, selection=card.series_selection)
+    if chosen is None:
+        raise DatasetError(f"{folder.name}: no series this model applies to")
+    series = pipeline.decode_series(files[chosen.uid])
+    loaded = session_for(key=(card.name, card.sha256), path=card.onnx_path, threads=threads)
+    probabilities, _ = pipeline.predict(
+        loaded.session, pipeline.model_inputs(series, card.preprocessing)
+    )
+    return pipeline.aggregate(probabilities, method=card.aggregation)[0]
+
+
+def validation_run_create(
+    *,
+    card: ModelCard,
+    dataset: Path,
+    user: Any = None,
+    description: str = "",
+    threads: int = 1,
+    progress: Progress | None = None,
+) -> ValidationRun:
+    labels = labels_read(dataset)
+    run = ValidationRun.objects.create(
+        finding=str(card.finding),
+        model_name=card.name,
+        model_version=card.version,
+        dataset=str(dataset),
+        description=description,
+        created_at=timezone.now(),
+        created_by=user,
+    )
+    cases, failures = [], 0
+    for index, (study, label) in enumerate(sorted(labels.items()), start=1):
+        try:
+            score = study_score(card, dataset / study, threads=threads)
+        except (DatasetError, pipeline.DecodeError) as problem:
+            failures += 1
+            logger.warning("validation: %s skipped: %s", study, problem)
+            continue
+        cases.append(ValidationCase(validation=run, case=study, label=label, score=score))
+        if progress:
+            progress(index, len(labels), study)
+    ValidationCase.objects.bulk_create(cases)
+    run.cases, run.failures = len(cases), failures
+    run.save(update_fields=["cases", "failures"])
+    return run
+
+
+def validation_run_from_scores(
+    *, card: ModelCard, cases: Iterable[tuple[str, bool, float]], dataset: str, description: str
+) -> ValidationRun:
+    """Store scores computed elsewhere (the demo's in-memory held-out phantoms)."""
+    run = ValidationRun.objects.create(
+        finding=str(card.finding),
+        model_name=card.name,
+        model_version=card.version,
+        dataset=dataset,
+        description=description,
+        created_at=timezone.now(),
+    )
+    rows = [
+        ValidationCase(validation=run, case=case, label=label, score=score)
+        for case, label, score in cases
+    ]
+    ValidationCase.objects.bulk_create(rows)
+    run.cases = len(rows)
+    run.save(update_fields=["cases"])
+    return run
+
+
+def validation_arrays(run: ValidationRun) -> tuple[np.ndarray, np.ndarray]:
+    rows = list(run.results.values_list("score", "label"))
+    scores = np.asarray([score for score, _ in rows], dtype=np.float64)
+    labels = np.asarray([label for _, label in rows], dtype=bool)
+    return scores, labels
