@@ -197,6 +197,9 @@ def _release_test_database(django_db_setup: None, django_db_blocker: Any) -> Ite
     """Close connections left in worker threads (async consumers) so the test database can be
     dropped at the end of the session."""
     yield
+    name = connection.settings_dict["NAME"]
+    if not str(name).startswith("test_"):
+        return  # the test database was never set up in this session
     with django_db_blocker.unblock(), connection.cursor() as cursor:
         cursor.execute(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "

@@ -3,6 +3,7 @@ alert volume against threshold, with percentile-bootstrap 95% intervals. Plain n
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -122,11 +123,12 @@ def curves(
     boot_sens, boot_spec = rates(boot_pos, boot_neg)
 
     def band(point: np.ndarray, boot: np.ndarray) -> np.ndarray:
-        low, high = (
-            np.nanpercentile(boot, [2.5, 97.5], axis=0)
-            if np.isfinite(boot).any()
-            else (point[0], point[0])
-        )
+        # A threshold no resample flags has no PPV: its band is NaN, and the plot leaves a gap.
+        if not np.isfinite(boot).any():
+            return np.vstack([point[0], point[0], point[0]])
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            low, high = np.nanpercentile(boot, [2.5, 97.5], axis=0)
         return np.vstack([point[0], low, high])
 
     boot_ppv = _ppv(boot_sens, boot_spec, prevalence)

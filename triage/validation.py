@@ -161,3 +161,37 @@ def validation_arrays(run: ValidationRun) -> tuple[np.ndarray, np.ndarray]:
     scores = np.asarray([score for score, _ in rows], dtype=np.float64)
     labels = np.asarray([label for _, label in rows], dtype=bool)
     return scores, labels
+
+
+def validation_run_from_phantoms(
+    *, card: ModelCard, seeds: range, threads: int = 1, progress: Progress | None = None
+) -> ValidationRun:
+    """Score held-out phantoms (alternately positive and negative) through the same
+    pre-processing as the worker, without writing DICOM: the demo's first validation run."""
+    from inference.phantoms import phantom_generate
+
+    cases = []
+    loaded = session_for(key=(card.name, card.sha256), path=card.onnx_path, threads=threads)
+    for index, seed in enumerate(seeds):
+        positive = index % 2 == 0
+        study = phantom_generate(card.finding, positive=positive, seed=seed)
+        series = pipeline.DecodedSeries(
+            pixels=study.pixels,
+            sop_instance_uids=[str(i) for i in range(study.pixels.shape[0])],
+            positions=np.arange(study.pixels.shape[0], dtype=np.float64),
+            photometric=study.photometric,
+            modality=study.modality,
+        )
+        probabilities, _ = pipeline.predict(
+            loaded.session, pipeline.model_inputs(series, card.preprocessing)
+        )
+        score = pipeline.aggregate(probabilities, method=card.aggregation)[0]
+        cases.append((f"phantom-{seed}", positive, score))
+        if progress:
+            progress(index + 1, len(seeds), f"phantom-{seed}")
+    return validation_run_from_scores(
+        card=card,
+        cases=cases,
+        dataset=f"held-out phantoms, seeds {seeds.start}-{seeds.stop - 1}",
+        description="Demo seed: synthetic phantoms never used in training",
+    )

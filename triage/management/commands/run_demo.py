@@ -57,6 +57,7 @@ class Command(BaseCommand):
             host=options["host"], port=options["dicom_port"], ae_title=options["ae_title"]
         )
         stop = stabiliser_start()
+        threading.Thread(target=seed_validation_runs, name="demo-validation", daemon=True).start()
         self._start_web(host=options["host"], port=options["port"])
         if options["studies_per_minute"] > 0:
             threading.Thread(
@@ -181,3 +182,25 @@ def traffic_loop(
         except Exception:
             logger.exception("demo traffic: sending failed; going on with the next study")
         stop.wait(arrivals.expovariate(studies_per_minute / 60.0))
+
+
+def seed_validation_runs() -> None:
+    """Give the threshold explorer data on first start: held-out phantoms per finding."""
+    from django.db import close_old_connections
+
+    from inference.services import registry
+    from triage.models import ValidationRun
+    from triage.validation import validation_run_from_phantoms
+
+    try:
+        for card in registry().models.values():
+            if ValidationRun.objects.filter(finding=str(card.finding)).exists():
+                continue
+            run = validation_run_from_phantoms(card=card, seeds=range(9_500_000, 9_500_080))
+            logger.info(
+                "demo: validation run #%s for %s (%s phantoms)", run.pk, card.name, run.cases
+            )
+    except Exception:
+        logger.exception("demo: seeding validation runs failed; the explorer will be empty")
+    finally:
+        close_old_connections()
