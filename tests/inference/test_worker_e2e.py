@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pydicom
@@ -19,7 +20,7 @@ from inference.phantoms import phantom_generate, phantom_write
 from tests.conftest import ROOT, child_environment
 from tests.dicom_peers import storescu
 from tests.worklist.test_dicom_listener import wait_until
-from triage.findings import Finding
+from triage.findings import Finding, finding_spec
 from worklist.models import Study
 
 # Held-out phantom seeds (outside the training and validation ranges the models were made with).
@@ -31,10 +32,26 @@ CASES = {
 }
 
 
-def send_phantom(port: int, finding: Finding, *, positive: bool, seed: int, out: Path) -> str:
+def send_phantom(
+    port: int,
+    finding: Finding,
+    *,
+    positive: bool,
+    seed: int,
+    out: Path,
+    location: str = "WARD 5",
+    priority: str = "ROUTINE",
+) -> str:
+    """Write a phantom study (as a routine order from `location` unless told otherwise, so a
+    flag visibly moves it up) and send it with storescu; return its Study Instance UID."""
     study = phantom_generate(finding, positive=positive, seed=seed)
     paths = phantom_write(study, out_dir=out, seed=seed)
     dicom_files = [path for path in paths if path.suffix == ".dcm"] or paths
+    for path in dicom_files:
+        ds = pydicom.dcmread(path)
+        ds.RequestedProcedurePriority = priority
+        ds.CurrentPatientLocation = location
+        ds.save_as(path)
     syntax = pydicom.dcmread(dicom_files[0]).file_meta.TransferSyntaxUID
     from tests.dicom_peers import STORESCU_PROPOSE
 
@@ -67,14 +84,17 @@ def test_model_flags_a_positive_and_clears_a_negative(
     client.force_login(users.radiologist)
     rows = client.get("/api/worklist/").json()["results"]
     by_uid = {row["study_instance_uid"]: row for row in rows}
-    assert [row["study_instance_uid"] for row in rows][0] == positive  # moved up
+    # Both are routine ward orders; the flag brought the positive to its finding's target.
+    assert [row["study_instance_uid"] for row in rows] == [positive, negative]
+    received = datetime.fromisoformat(by_uid[positive]["received_at"])
+    target = timedelta(minutes=finding_spec(finding).target_minutes)
+    assert datetime.fromisoformat(by_uid[positive]["read_by"]) == received + target
     flagged = by_uid[positive]["findings"]
     assert [(f["finding"], f["flagged"]) for f in flagged] == [(str(finding), True)]
     assert flagged[0]["demonstration"] is True and "synthetic phantoms" in flagged[0]["notice"]
     assert flagged[0]["score"] >= flagged[0]["threshold"]
     cleared = by_uid[negative]["findings"]
     assert [(f["finding"], f["flagged"]) for f in cleared] == [(str(finding), False)]
-    assert by_uid[positive]["read_by"] < by_uid[negative]["read_by"]
 
     heatmap = client.get(flagged[0]["heatmap_url"])
     assert heatmap.status_code == 200 and heatmap["Content-Type"] == "image/png"

@@ -34,13 +34,23 @@ def test_a_threshold_change_applies_to_the_next_result_and_is_audited(users, ich
     study = ready_study(location="ED-RESUS").study
     assert threshold_for(card=ich_card, study=study) == ich_card.threshold
 
-    threshold_set(finding=ich_card.finding, value=0.91, user=users.administrator,
-                  reason="PPV too low in our ED")
+    threshold_set(
+        finding=ich_card.finding,
+        value=0.91,
+        user=users.administrator,
+        reason="PPV too low in our ED",
+    )
     assert threshold_for(card=ich_card, study=study) == 0.91
-    threshold_set(finding=ich_card.finding, value=0.42, user=users.administrator,
-                  reason="resus only", location_prefix="ED-RESUS")
-    threshold_set(finding=ich_card.finding, value=0.88, user=users.administrator,
-                  reason="second thoughts")
+    threshold_set(
+        finding=ich_card.finding,
+        value=0.42,
+        user=users.administrator,
+        reason="resus only",
+        location_prefix="ED-RESUS",
+    )
+    threshold_set(
+        finding=ich_card.finding, value=0.88, user=users.administrator, reason="second thoughts"
+    )
 
     assert threshold_for(card=ich_card, study=study) == 0.42  # the narrower scope wins
     assert threshold_for(card=ich_card, study=ready_study(location="WARD").study) == 0.88
@@ -55,9 +65,18 @@ def _flagged_run(item, *, finding="intracranial_hemorrhage", flagged=True, score
     from django.utils import timezone
 
     return InferenceRun.objects.create(
-        study=item.study, finding=finding, model_name="m", model_version="1", model_sha256="x",
-        series=item.study.series.create(series_instance_uid=f"9.{item.pk}"), series_set="s",
-        state="complete", score=score, flagged=flagged, threshold=0.5, queued_at=timezone.now(),
+        study=item.study,
+        finding=finding,
+        model_name="m",
+        model_version="1",
+        model_sha256="x",
+        series=item.study.series.create(series_instance_uid=f"9.{item.pk}"),
+        series_set="s",
+        state="complete",
+        score=score,
+        flagged=flagged,
+        threshold=0.5,
+        queued_at=timezone.now(),
     )
 
 
@@ -76,7 +95,11 @@ def test_feedback_confirms_or_rejects_a_flag_and_resolves_the_alert(client, user
 
     assert response.status_code == 201, response.content
     feedback = Feedback.objects.get()
-    assert (feedback.verdict, feedback.reason, feedback.score) == ("false_positive", "artefact", 0.93)
+    assert (feedback.verdict, feedback.reason, feedback.score) == (
+        "false_positive",
+        "artefact",
+        0.93,
+    )
     assert Alert.objects.get(pk=alert.pk).state == "dismissed"
     assert AuditEvent.objects.filter(action="feedback.false_positive").exists()
 
@@ -108,8 +131,9 @@ def test_bad_feedback_is_refused_with_a_reason(client, users, payload, message):
     item = ready_study()
     client.force_login(users.radiologist)
 
-    response = client.post(f"/api/studies/{item.study_id}/feedback/", payload,
-                           content_type="application/json")
+    response = client.post(
+        f"/api/studies/{item.study_id}/feedback/", payload, content_type="application/json"
+    )
 
     assert response.status_code == 400 and message in response.json()["detail"]
 
@@ -125,9 +149,13 @@ def _validation(card, n=200, seed=0):
     labels = rng.random(n) < 0.5
     scores = np.where(labels, rng.beta(5, 2, n), rng.beta(2, 5, n))
     return validation_run_from_scores(
-        card=card, cases=[(f"case{i}", bool(label), float(score))
-                          for i, (label, score) in enumerate(zip(labels, scores, strict=True))],
-        dataset="test set", description="hand-made",
+        card=card,
+        cases=[
+            (f"case{i}", bool(label), float(score))
+            for i, (label, score) in enumerate(zip(labels, scores, strict=True))
+        ],
+        dataset="test set",
+        description="hand-made",
     )
 
 
@@ -137,7 +165,9 @@ def test_explorer_is_for_administrators_and_draws_its_plots(client, users, ich_c
     assert client.get("/manage/thresholds/").status_code == 403
 
     client.force_login(users.administrator)
-    page = client.get("/manage/thresholds/?finding=intracranial_hemorrhage&proposed=0.7").content.decode()
+    page = client.get(
+        "/manage/thresholds/?finding=intracranial_hemorrhage&proposed=0.7"
+    ).content.decode()
 
     assert page.count("<svg") == 3 and "ROC, AUC" in page
     assert "current threshold" in page and "Proposed 0.70" in page
@@ -147,9 +177,15 @@ def test_explorer_is_for_administrators_and_draws_its_plots(client, users, ich_c
 def test_applying_a_threshold_from_the_explorer(client, users, ich_card):
     client.force_login(users.administrator)
 
-    response = client.post("/manage/thresholds/", {
-        "finding": "intracranial_hemorrhage", "apply": "1", "proposed": "0.8", "reason": "trial",
-    })
+    response = client.post(
+        "/manage/thresholds/",
+        {
+            "finding": "intracranial_hemorrhage",
+            "apply": "1",
+            "proposed": "0.8",
+            "reason": "trial",
+        },
+    )
 
     assert response.status_code == 302
     assert ThresholdPolicy.objects.get().value == 0.8

@@ -76,6 +76,7 @@ def test_radiologist_and_clinician_see_a_flag_arrive_live(
         positive=False,
         seed=POSITIVE_SEED,
         out=tmp_path / "neg",
+        location="ED-MAJORS-2",
     )
     expect(rad_page.locator(f'#worklist tr[data-study-uid="{negative}"]')).to_be_visible()
     positive = send_phantom(
@@ -84,6 +85,7 @@ def test_radiologist_and_clinician_see_a_flag_arrive_live(
         positive=True,
         seed=POSITIVE_SEED,
         out=tmp_path / "pos",
+        location="ED-RESUS-1",
     )
 
     banner = rad_page.locator("#alert-banner section.critical")
