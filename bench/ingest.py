@@ -7,19 +7,22 @@ listener (`manage.py dicom_scp`, with --processes 1, and --processes 2 for 4 ass
 once per repeat) after one warm-up round each, so drift on a noisy machine hits all rows alike.
 
 Every round sent to our listener uses a freshly generated study (its own seed, so its own SOP
-Instance UIDs): the listener answers re-sent UIDs from a duplicate fast path, which this does not
-measure. A round counts only if every storescu exits 0, reports N successful C-STORE responses,
-and the receiver holds N objects afterwards (files for storescp, database rows for ours).
+Instance UIDs): the listener stores a re-sent UID once and never moves its file into place again,
+which is not what this measures. A round counts only if every storescu exits 0, reports N
+successful C-STORE responses, and the receiver holds N objects afterwards (files for storescp,
+database rows for ours).
 
 Run: .venv/bin/python bench/ingest.py [--json] [--slices 500] [--repeats 3]
 Needs: DCMTK on PATH, PostgreSQL on 127.0.0.1:5432 (trust auth, user postgres), Redis on 6379.
 The database triage_bench is dropped and recreated at the start of every run.
-Benchmarks are not tests: nothing here asserts on timing.
+Benchmarks are not tests: nothing here asserts on timing. The load average before and after and
+each receiver's CPU per instance are printed, since other work on the machine moves every figure.
 """
 
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import json
 import os
 import shutil
@@ -31,13 +34,15 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
+# `python bench/ingest.py` puts bench/ first on the path, where bench/queue.py would shadow the
+# standard library's queue module (which concurrent.futures, kombu and others import later).
+sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != REPO / "bench"]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
@@ -87,7 +92,14 @@ class Listener:
 @dataclass
 class Samples:
     seconds: list[float] = field(default_factory=list)
+    cpu_seconds: list[float] = field(default_factory=list)  # the receiver's, during the round
     warmup_seconds: float | None = None
+
+
+@dataclass(frozen=True)
+class Round:
+    seconds: float
+    cpu_seconds: float
 
 
 # --------------------------------------------------------------------------- helpers
@@ -127,14 +139,29 @@ def echo_ok(port: int, called_ae: str) -> bool:
     return done.returncode == 0
 
 
+def started_processes(log: Path) -> int:
+    """Our listener's processes that are serving: each prints one line once it accepts."""
+    if not log.exists():
+        return 0
+    return log.read_text(errors="replace").count(f"DICOM listener {OUR_AE} on ")
+
+
 def wait_ready(
-    port: int, called_ae: str, *, sockets: int, proc: subprocess.Popen[bytes], what: str
+    port: int,
+    called_ae: str,
+    *,
+    proc: subprocess.Popen[bytes],
+    what: str,
+    log: Path | None = None,
+    processes: int = 1,
 ) -> None:
+    """Until the port answers C-ECHO and, for ours, every listener process is accepting."""
     deadline = time.monotonic() + START_TIMEOUT_S
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise BenchError(f"{what} exited early with rc={proc.returncode}")
-        if listening_sockets(port) >= sockets and echo_ok(port, called_ae):
+        started = log is None or started_processes(log) >= processes
+        if started and listening_sockets(port) >= 1 and echo_ok(port, called_ae):
             return
         time.sleep(0.2)
     raise BenchError(f"{what} did not answer C-ECHO on port {port} within {START_TIMEOUT_S:.0f}s")
@@ -150,6 +177,23 @@ def stop_process(proc: subprocess.Popen[bytes] | None) -> None:
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=15)
+
+
+def process_tree_cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) of a process, its reaped children and its live descendants."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    pending = [pid]
+    while pending:
+        current = pending.pop()
+        try:
+            fields = Path(f"/proc/{current}/stat").read_text().rsplit(")", 1)[1].split()
+            total += sum(int(value) for value in fields[11:15]) / ticks
+            for task in Path(f"/proc/{current}/task").iterdir():
+                pending += [int(child) for child in (task / "children").read_text().split()]
+        except (OSError, ValueError):
+            continue  # exited meanwhile
+    return total
 
 
 def first_line(cmd: Sequence[str]) -> str:
@@ -190,7 +234,7 @@ def generate_set(seed: int, slices: int, out_dir: str) -> tuple[int, list[str], 
 
 def generate_sets(seeds: Sequence[int], slices: int, root: Path) -> dict[int, FileSet]:
     sets: dict[int, FileSet] = {}
-    with ProcessPoolExecutor(max_workers=max(1, os.cpu_count() or 1)) as pool:
+    with concurrent.futures.ProcessPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
         futures = [
             pool.submit(generate_set, seed, slices, str(root / f"seed-{seed}")) for seed in seeds
         ]
@@ -284,7 +328,7 @@ def send(
     return elapsed
 
 
-def round_storescp(fileset: FileSet, *, associations: int, fork: bool, work: Path) -> float:
+def round_storescp(fileset: FileSet, *, associations: int, fork: bool, work: Path) -> Round:
     out_dir = Path(tempfile.mkdtemp(prefix="storescp-", dir=work))
     port = free_port()
     cmd = ["storescp", *(["--fork"] if fork else [])]
@@ -296,7 +340,8 @@ def round_storescp(fileset: FileSet, *, associations: int, fork: bool, work: Pat
             cmd, env=DCMTK_ENV, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True
         )
     try:
-        wait_ready(port, PEER_AE, sockets=1, proc=proc, what="storescp")
+        wait_ready(port, PEER_AE, proc=proc, what="storescp")
+        cpu_before = process_tree_cpu_seconds(proc.pid)
         elapsed = send(
             fileset.paths,
             associations=associations,
@@ -304,19 +349,21 @@ def round_storescp(fileset: FileSet, *, associations: int, fork: bool, work: Pat
             called_ae=PEER_AE,
             logs=work / "logs" / f"storescp-{associations}",
         )
+        cpu = process_tree_cpu_seconds(proc.pid) - cpu_before
         written = sum(1 for entry in out_dir.iterdir() if entry.is_file())
         if written != len(fileset.paths):
             raise BenchError(f"storescp wrote {written} files, expected {len(fileset.paths)}")
     finally:
         stop_process(proc)
         shutil.rmtree(out_dir, ignore_errors=True)
-    return elapsed
+    return Round(elapsed, cpu)
 
 
-def round_ours(fileset: FileSet, *, associations: int, listener: Listener, work: Path) -> float:
+def round_ours(fileset: FileSet, *, associations: int, listener: Listener, work: Path) -> Round:
     if listener.proc is None or listener.proc.poll() is not None:
         raise BenchError(f"our listener (--processes {listener.processes}) is not running")
     before = sql_int("SELECT count(*) FROM worklist_instance;")
+    cpu_before = process_tree_cpu_seconds(listener.proc.pid)
     elapsed = send(
         fileset.paths,
         associations=associations,
@@ -324,6 +371,7 @@ def round_ours(fileset: FileSet, *, associations: int, listener: Listener, work:
         called_ae=OUR_AE,
         logs=work / "logs" / f"ours-p{listener.processes}-{associations}",
     )
+    cpu = process_tree_cpu_seconds(listener.proc.pid) - cpu_before
     after = sql_int("SELECT count(*) FROM worklist_instance;")
     in_study = instances_of_study(fileset.study_uid)
     quarantined = sql_int("SELECT count(*) FROM worklist_quarantinedobject;")
@@ -335,7 +383,7 @@ def round_ours(fileset: FileSet, *, associations: int, listener: Listener, work:
         )
     # The stored copies are not needed any more; keep the disk from filling over the run.
     shutil.rmtree(listener.storage / "studies" / fileset.study_uid, ignore_errors=True)
-    return elapsed
+    return Round(elapsed, cpu)
 
 
 @contextmanager
@@ -370,9 +418,10 @@ def listeners_running(
             wait_ready(
                 listener.port,
                 OUR_AE,
-                sockets=listener.processes,
                 proc=listener.proc,
                 what=f"our listener --processes {listener.processes}",
+                log=listener.log,
+                processes=listener.processes,
             )
         yield started
     finally:
@@ -416,6 +465,11 @@ def summarise(
             "warmup_seconds": samples[case.key].warmup_seconds,
             "instances_per_s": spread([slices / value for value in seconds]),
             "mb_per_s": spread([total_bytes / 1e6 / value for value in seconds]),
+            # CPU the receiver's processes used per instance: what the machine's load leaves
+            # least distorted, and where a one-core process meets its ceiling.
+            "cpu_ms_per_instance": spread(
+                [1e3 * value / slices for value in samples[case.key].cpu_seconds]
+            ),
             "ratio_vs_storescp": None,
         }
         if case.reference:
@@ -445,8 +499,11 @@ def print_table(report: dict[str, Any]) -> None:
         f"cores {report['cpu_count']} | {versions['storescu']} | pydicom {versions['pydicom']} | "
         f"pynetdicom {versions['pynetdicom']} | storage on {report['filesystem']}"
     )
+    before, after = report["load_average_before_after"]
+    print(f"load average (1 min) {before:.2f} before, {after:.2f} after")
     header = (
         f"{'assoc':>5}  {'receiver':<26} {'instances/s':>22}  {'MB/s':>22}  {'ours/storescp':>18}"
+        f"  {'CPU ms/instance':>18}"
     )
     print()
     print(header)
@@ -455,7 +512,8 @@ def print_table(report: dict[str, Any]) -> None:
         print(
             f"{row['associations']:>5}  {row['receiver']:<26} "
             f"{cell(row['instances_per_s'], '.1f'):>22}  {cell(row['mb_per_s'], '.1f'):>22}  "
-            f"{cell(row['ratio_vs_storescp'], '.2f'):>18}"
+            f"{cell(row['ratio_vs_storescp'], '.2f'):>18}  "
+            f"{cell(row['cpu_ms_per_instance'], '.2f'):>18}"
         )
     if report["listener_log_problems"]:
         print()
@@ -533,6 +591,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     }
     samples = {case.key: Samples() for case in cases}
     listener_logs: list[Path] = []
+    load_before = os.getloadavg()
     try:
         database_reset(listener_env)
         sets = generate_sets(sorted(seeds.values()), args.slices, work / "sets")
@@ -548,20 +607,21 @@ def main(argv: Sequence[str] | None = None) -> int:
                     )
                     fileset = sets[seeds[(index, partner)]]
                     if case.receiver == "storescp":
-                        elapsed = round_storescp(
+                        measured = round_storescp(
                             fileset, associations=case.associations, fork=case.fork, work=work
                         )
                     else:
-                        elapsed = round_ours(
+                        measured = round_ours(
                             fileset,
                             associations=case.associations,
                             listener=listeners[case.processes],
                             work=work,
                         )
                     if index == 0:
-                        samples[case.key].warmup_seconds = round(elapsed, 4)
+                        samples[case.key].warmup_seconds = round(measured.seconds, 4)
                     else:
-                        samples[case.key].seconds.append(elapsed)
+                        samples[case.key].seconds.append(measured.seconds)
+                        samples[case.key].cpu_seconds.append(measured.cpu_seconds)
                 # Each study has been sent to everyone who needs it in this round.
                 for key in {seeds[(index, case.key)] for case in ours_cases}:
                     shutil.rmtree(work / "sets" / f"seed-{key}", ignore_errors=True)
@@ -572,6 +632,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             "bytes_per_round": total_bytes,
             "mb_per_round": total_bytes / 1e6,
             "cpu_count": os.cpu_count(),
+            # Other work on the machine competes with both receivers (1-minute load averages).
+            "load_average_before_after": [round(load_before[0], 2), round(os.getloadavg()[0], 2)],
             "versions": versions,
             "filesystem": f"{filesystem_of(work)} ({work.parent})",
             "results": summarise(cases, samples, args.slices, total_bytes),

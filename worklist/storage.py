@@ -32,13 +32,25 @@ def staged_file_new() -> Path:
     return _incoming_dir() / f"{uuid.uuid4().hex}.part"
 
 
-def stage_bytes(data: bytes | memoryview) -> Path:
-    """Write `data` to a new staged file and fsync it."""
+def stage_bytes(*chunks: bytes | memoryview) -> Path:
+    """Write the chunks, in order, to a new staged file and fsync it.
+
+    Chunks go straight to the file descriptor: a received dataset is written from the buffer it
+    arrived in, without first being joined to its header in a copy.
+    """
     path = staged_file_new()
-    with open(path, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    try:
+        for chunk in chunks:
+            view = memoryview(chunk)
+            while view:
+                view = view[os.write(fd, view) :]
+        os.fsync(fd)
+    except BaseException:
+        os.close(fd)
+        path.unlink(missing_ok=True)
+        raise
+    os.close(fd)
     return path
 
 

@@ -1,10 +1,16 @@
 """The ingest service on its own, against the real PostgreSQL: idempotent on the SOP Instance UID
 (also against a racing registration), late instances re-arm and re-open studies, and the
-per-process memory of study and series ids never outlives the rows it names."""
+per-process memory of study and series ids never outlives the rows it names; and listener
+processes sharing one port."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
@@ -17,6 +23,8 @@ from django.utils import timezone
 from pynetdicom import PYNETDICOM_IMPLEMENTATION_UID, PYNETDICOM_IMPLEMENTATION_VERSION
 from pynetdicom.dsutils import create_file_meta, encode_file_meta
 
+from tests.conftest import ROOT, child_environment, free_port, wait_for_port
+from tests.dicom_peers import storescu
 from worklist import storage
 from worklist.dicom.header import part10_header
 from worklist.dicom.synthetic import StudySpec, write_study
@@ -345,3 +353,44 @@ def test_part10_header_is_what_pynetdicom_writes(
     )
 
     assert ours == b"\0" * 128 + b"DICM" + theirs
+
+
+@pytest.fixture
+def listener_processes(transactional_db, tmp_path: Path) -> Iterator[int]:
+    """`manage.py dicom_scp --processes 2`: two processes on one shared listening socket."""
+    port = free_port()
+    with open(tmp_path / "dicom_scp.log", "wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, str(ROOT / "manage.py"), "dicom_scp", "--host", "127.0.0.1"]
+            + ["--port", str(port), "--processes", "2", "--no-stabiliser"],
+            cwd=ROOT,
+            env=child_environment(),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        wait_for_port(port, process=process)
+        deadline = time.monotonic() + 30
+        while (tmp_path / "dicom_scp.log").read_text().count("DICOM listener") < 2:
+            assert time.monotonic() < deadline, "the listener processes did not start"
+            time.sleep(0.1)
+        yield port
+    finally:
+        process.terminate()
+        process.wait(timeout=20)  # its processes stop with it
+        connection.close()
+
+
+def test_listener_processes_sharing_a_port_store_concurrent_associations_once(
+    listener_processes, tmp_path
+):
+    paths = write_study(StudySpec(slices=12, rows=32, columns=32), seed=73, out_dir=tmp_path / "c")
+    groups = [paths[index::4] for index in range(4)]
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        results = list(pool.map(lambda group: storescu(listener_processes, group), groups))
+
+    assert all(result.returncode == 0 for result in results), results
+    assert Instance.objects.count() == 12
+    assert Study.objects.count() == 1 and Series.objects.count() == 1
+    assert len(stored_files()) == 12

@@ -1,7 +1,11 @@
-"""Read and check the header of a received DICOM Part 10 file, without decoding pixel data."""
+"""Read and check the header of a received DICOM Part 10 file, without decoding pixel data; and
+write the Part 10 header (preamble and File Meta Information) for a dataset received over DICOM.
+"""
 
 from __future__ import annotations
 
+import struct
+import threading
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -98,6 +102,11 @@ def _check_complete(ds: Dataset) -> None:
             )
 
 
+# warnings.catch_warnings() swaps the process-wide filter list: two threads parsing at once would
+# restore each other's filters (leaving "error" installed for good, or dropping it mid-parse).
+_warnings_filter_lock = threading.Lock()
+
+
 def header_read(
     path: Path,
     *,
@@ -106,7 +115,7 @@ def header_read(
 ) -> InstanceHeader:
     """Parse `path` (a Part 10 file) and check it can be stored; raise RejectedObject if not."""
     try:
-        with warnings.catch_warnings():
+        with _warnings_filter_lock, warnings.catch_warnings():
             # pydicom warns, rather than fails, on a missing sequence delimiter at end of file.
             warnings.simplefilter("error", UserWarning)
             ds = pydicom.dcmread(path, defer_size=None)
@@ -186,3 +195,42 @@ def header_read(
             "image storage SOP class without pixel data",
         )
     return header
+
+
+def _element(group: int, element: int, vr: bytes, value: bytes) -> bytes:
+    """One element in explicit VR little endian (PS3.5 7.1.2)."""
+    if vr in (b"OB", b"OW", b"UN", b"SQ", b"UT", b"UC", b"UR"):
+        return struct.pack("<HH2s2xI", group, element, vr, len(value)) + value
+    return struct.pack("<HH2sH", group, element, vr, len(value)) + value
+
+
+def _even(value: str, pad: bytes) -> bytes:
+    raw = value.encode("latin-1", errors="replace")
+    return raw + pad if len(raw) % 2 else raw
+
+
+def part10_header(
+    *,
+    sop_class_uid: str,
+    sop_instance_uid: str,
+    transfer_syntax_uid: str,
+    implementation_class_uid: str,
+    implementation_version_name: str,
+) -> bytes:
+    """Preamble, "DICM" and File Meta Information (PS3.10 7.1) to put before a received dataset.
+
+    The same bytes pydicom writes for these elements (a test compares them); encoded here because
+    building them through a pydicom Dataset costs more than the rest of the header work.
+    """
+    group = b"".join(
+        (
+            _element(0x0002, 0x0001, b"OB", b"\x00\x01"),
+            _element(0x0002, 0x0002, b"UI", _even(sop_class_uid, b"\0")),
+            _element(0x0002, 0x0003, b"UI", _even(sop_instance_uid, b"\0")),
+            _element(0x0002, 0x0010, b"UI", _even(transfer_syntax_uid, b"\0")),
+            _element(0x0002, 0x0012, b"UI", _even(implementation_class_uid, b"\0")),
+            _element(0x0002, 0x0013, b"SH", _even(implementation_version_name, b" ")),
+        )
+    )
+    group_length = _element(0x0002, 0x0000, b"UL", struct.pack("<I", len(group)))
+    return b"\0" * 128 + b"DICM" + group_length + group

@@ -13,11 +13,19 @@ import socketserver
 import threading
 import time
 from collections.abc import Sequence
+from io import BytesIO
+from pathlib import Path
 from typing import Any, cast
 
 from django.conf import settings
 from django.db import close_old_connections
-from pynetdicom import AE, evt
+from pynetdicom import (
+    AE,
+    PYNETDICOM_IMPLEMENTATION_UID,
+    PYNETDICOM_IMPLEMENTATION_VERSION,
+    _config,
+    evt,
+)
 from pynetdicom.dimse_primitives import C_STORE
 from pynetdicom.events import Event
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
@@ -26,6 +34,7 @@ from pynetdicom.transport import ThreadedAssociationServer
 from triage.alerts import alerts_escalate_due
 from worklist import storage
 from worklist.dicom import status
+from worklist.dicom.header import part10_header
 from worklist.dicom.sop_classes import STORAGE_SOP_CLASSES, TRANSFER_SYNTAXES
 from worklist.models import Instance
 from worklist.services.ingest import instance_ingest
@@ -33,8 +42,10 @@ from worklist.services.studies import studies_stabilise
 
 logger = logging.getLogger(__name__)
 
-# Big PDUs mean fewer round trips per instance; DCMTK and most modalities honour it.
+# Big PDUs mean fewer PDUs per instance from peers that use them (DCMTK's storescu sends at
+# most 131060 bytes per PDV whatever is offered, so a 0.5 MB CT slice arrives in 5).
 MAXIMUM_PDU_SIZE = 4 * 1024 * 1024
+LISTEN_BACKLOG = 64
 
 
 def handle_store(event: Event) -> int:
@@ -43,7 +54,7 @@ def handle_store(event: Event) -> int:
     peer = f"{event.assoc.requestor.address}:{event.assoc.requestor.port}"
     staged = None
     try:
-        staged = storage.stage_bytes(event.encoded_dataset(include_meta=True))
+        staged = _stage_as_received(event, request)
         result = instance_ingest(
             staged_path=staged,
             source=Instance.Source.DICOM,
@@ -67,6 +78,22 @@ def handle_store(event: Event) -> int:
         close_old_connections()
 
 
+def _stage_as_received(event: Event, request: C_STORE) -> Path:
+    """Stage the dataset as received (never decoded nor re-encoded) as a Part 10 file.
+
+    What `event.encoded_dataset()` returns, written without joining the two into a new copy.
+    """
+    prefix = part10_header(
+        sop_class_uid=str(request.AffectedSOPClassUID),
+        sop_instance_uid=str(request.AffectedSOPInstanceUID),
+        transfer_syntax_uid=str(event.context.transfer_syntax),
+        implementation_class_uid=PYNETDICOM_IMPLEMENTATION_UID,
+        implementation_version_name=PYNETDICOM_IMPLEMENTATION_VERSION,
+    )
+    with cast(BytesIO, request.DataSet).getbuffer() as dataset:
+        return storage.stage_bytes(prefix, dataset)
+
+
 def handle_echo(event: Event) -> int:
     return status.SUCCESS
 
@@ -75,18 +102,82 @@ def handle_association_closed(event: Event) -> None:
     close_old_connections()
 
 
-class ReusePortServer(ThreadedAssociationServer):
-    """Several listener processes can share one port (the kernel spreads associations)."""
+class ListenerServer(ThreadedAssociationServer):
+    """The association server, on a socket of its own or on one shared by several processes.
+
+    On its own socket (one `dicom_scp` process) SO_REUSEPORT is set, so that separately started
+    listeners can share a port; the kernel then spreads connections by a hash of the peer's
+    address and port, which lands 4 associations 2-2 on 2 processes only 3 times in 8.
+    `dicom_scp --processes N` instead opens one listening socket and hands it to its N processes,
+    which accept in turn: a blocking accept() waits in the socket's queue, and the kernel gives
+    each new connection to the process that has waited longest.
+    """
+
+    def __init__(
+        self, *args: Any, shared_socket: socket.socket | None = None, **kwargs: Any
+    ) -> None:
+        self.shared_socket = shared_socket
+        super().__init__(*args, **kwargs)
 
     def server_bind(self) -> None:
+        if self.shared_socket is not None:
+            cast(socket.socket, self.socket).close()  # the base class's; the shared one is bound
+            self.socket = self.shared_socket
+            self.server_address = self.socket.getsockname()
+            return
         if hasattr(socket, "SO_REUSEPORT") and self.socket is not None:
             self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         super().server_bind()
 
+    def server_activate(self) -> None:
+        if self.shared_socket is None:
+            super().server_activate()
+
+    def serve(self) -> None:
+        """Accept associations until shut down (run in a thread of its own)."""
+        if self.shared_socket is None:
+            self.serve_forever()
+            return
+        while True:
+            try:
+                # Blocking, and never given a timeout: that would make the socket non-blocking
+                # for every process sharing it, and accept() would stop taking turns.
+                request, client_address = self.get_request()
+            except OSError:
+                if cast(socket.socket, self.socket).fileno() < 0:
+                    return  # shut down
+                logger.exception("cannot accept a DICOM connection")
+                time.sleep(0.5)
+                continue
+            try:
+                self.process_request(request, client_address)
+            except Exception:
+                self.handle_error(request, client_address)
+                self.shutdown_request(request)
+
+    def server_close(self) -> None:
+        if self.shared_socket is None:
+            super().server_close()
+        else:
+            # Close this process's handle only: the other processes keep listening. Associations
+            # under way finish before the process exits (their threads are not daemons).
+            cast(socket.socket, self.socket).close()
+
     def shutdown(self) -> None:
-        # The base class also unregisters from the AE, which only start_server() registers with.
-        socketserver.BaseServer.shutdown(self)
+        if self.shared_socket is None:
+            # The base class also unregisters from the AE, which only start_server() registers.
+            socketserver.BaseServer.shutdown(self)
         self.server_close()
+
+
+def listening_socket_open(*, host: str, port: int) -> socket.socket:
+    """The socket `dicom_scp --processes N` opens once, for its processes to share."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(LISTEN_BACKLOG)
+    return sock
 
 
 def application_entity(*, ae_title: str, allowed_calling_aes: Sequence[str]) -> AE:
@@ -114,8 +205,17 @@ def allowed_calling_ae_titles() -> list[str]:
     return allowed
 
 
-def listener_start(*, host: str, port: int, ae_title: str) -> ThreadedAssociationServer:
-    """Start the listener in background threads and return its server."""
+def listener_start(
+    *, host: str, port: int, ae_title: str, shared_socket: socket.socket | None = None
+) -> ListenerServer:
+    """Start the listener in background threads and return its server.
+
+    With `shared_socket` (from `listening_socket_open`, in the parent process), accept on it
+    in turn with the other processes given the same socket; `host` and `port` are then its own.
+    """
+    # pynetdicom's standard event logging formats every PDU and DIMSE message (and copies each
+    # received dataset to see whether it is empty) even with its logger at WARNING, as ours is.
+    _config.LOG_HANDLER_LEVEL = "none"
     ae = application_entity(ae_title=ae_title, allowed_calling_aes=allowed_calling_ae_titles())
     handlers: list[Any] = [
         (evt.EVT_C_STORE, handle_store),
@@ -123,8 +223,16 @@ def listener_start(*, host: str, port: int, ae_title: str) -> ThreadedAssociatio
         (evt.EVT_RELEASED, handle_association_closed),
         (evt.EVT_ABORTED, handle_association_closed),
     ]
-    server = ae.make_server((host, port), evt_handlers=handlers, server_class=ReusePortServer)
-    thread = threading.Thread(target=server.serve_forever, name="dicom-listener", daemon=True)
+    server = cast(
+        ListenerServer,
+        ae.make_server(
+            (host, port),
+            evt_handlers=handlers,
+            server_class=ListenerServer,
+            shared_socket=shared_socket,
+        ),
+    )
+    thread = threading.Thread(target=server.serve, name="dicom-listener", daemon=True)
     thread.start()
     logger.info("DICOM listener %s on %s:%s", ae_title, host, port)
     return server

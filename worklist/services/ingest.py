@@ -1,15 +1,20 @@
-"""One ingest path for C-STORE and STOW-RS: check, store durably, register, then answer."""
+"""One ingest path for C-STORE and STOW-RS: check, store durably, register, then answer.
+
+Registering an instance is the hot path of the DICOM listener (hundreds of instances a second,
+from several associations and processes at once), so it is a few hand-written statements in one
+transaction rather than ORM calls; first instances of a study or series take the ORM path.
+"""
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
+from typing import NamedTuple
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
-from django.db.models import Case, F, PositiveIntegerField, Value, When
+from django.db import connection, transaction
 from django.utils import timezone
 
 from worklist import storage
@@ -72,35 +77,23 @@ def instance_ingest(
             sop_instance_uid=expected_sop_instance_uid or "",
         )
 
-    existing = (
-        Instance.objects.filter(sop_instance_uid=header.sop_instance_uid)
-        .values_list("series__study_id", flat=True)
-        .first()
-    )
-    if existing is not None:
-        storage.staged_file_discard(staged_path)
-        return _duplicate(header, study_id=existing)
-
     relative_path = storage.instance_relative_path(
         study_uid=header.study_instance_uid,
         series_uid=header.series_instance_uid,
         sop_uid=header.sop_instance_uid,
     )
-    size = staged_path.stat().st_size
-    storage.staged_file_commit(staged_path, relative_path)
-    try:
-        study_id = _instance_register(
-            header=header,
-            relative_path=relative_path,
-            size_bytes=size,
-            source=source,
-            calling_ae_title=calling_ae_title,
-            received_at=timezone.now(),
-        )
-    except IntegrityError:
-        # Another association registered the same SOP instance a moment ago: same object.
-        study_id = Study.objects.get(study_instance_uid=header.study_instance_uid).pk
-        return _duplicate(header, study_id=study_id)
+    study_id = _instance_register(
+        header=header,
+        staged_path=staged_path,
+        relative_path=relative_path,
+        size_bytes=staged_path.stat().st_size,
+        source=source,
+        calling_ae_title=calling_ae_title,
+        received_at=timezone.now(),
+    )
+    if study_id is None:
+        storage.staged_file_discard(staged_path)
+        return _duplicate(header)
     logger.debug(
         "stored instance sop=%s study=%s source=%s ae=%s",
         header.sop_instance_uid,
@@ -117,7 +110,13 @@ def instance_ingest(
     )
 
 
-def _duplicate(header: InstanceHeader, *, study_id: int) -> IngestResult:
+def _duplicate(header: InstanceHeader) -> IngestResult:
+    # Rare path: the study of the copy already stored (normally the header's study).
+    study_id = (
+        Instance.objects.filter(sop_instance_uid=header.sop_instance_uid)
+        .values_list("series__study_id", flat=True)
+        .first()
+    )
     logger.debug("duplicate instance sop=%s study=%s", header.sop_instance_uid, study_id)
     return IngestResult(
         status=status.SUCCESS,
@@ -149,34 +148,208 @@ def location_is_emergency(location: str) -> bool:
     return False
 
 
-@transaction.atomic
+# How far ahead of an instance's arrival the quiet period's anchor (Study.last_instance_at) is
+# set when a late instance re-arms it. Instances arriving before the anchor leave the study row
+# alone, so a series streaming in writes the row about twice a second instead of once per
+# instance. The quiet period is never shortened: every instance's transaction either moves the
+# anchor to at least its own arrival, or finds it already there; the stabiliser needs
+# anchor + STUDY_STABLE_SECONDS <= now; and while the transaction runs, the study row is
+# share-locked, which the stabiliser's SELECT ... FOR UPDATE SKIP LOCKED skips. A study can
+# therefore become ready up to this much later than the quiet period alone would allow, and
+# last_instance_at may lead the true last arrival by as much.
+REARM_AHEAD = timedelta(milliseconds=500)
+
+# UID -> primary key of studies and series this process has registered instances into. Only a
+# hint: every use re-reads (and share-locks) the rows in the transaction that inserts the
+# instance, and a miss (deleted, re-created, or created by another process) takes the ORM path.
+_known_study_ids: dict[str, int] = {}
+_known_series_ids: dict[str, int] = {}
+KNOWN_ROWS_LIMIT = 10_000
+
+
+def _known_rows_forget(header: InstanceHeader) -> None:
+    _known_study_ids.pop(header.study_instance_uid, None)
+    _known_series_ids.pop(header.series_instance_uid, None)
+
+
+def _known_rows_remember(header: InstanceHeader, *, study_id: int, series_id: int) -> None:
+    if len(_known_series_ids) > KNOWN_ROWS_LIMIT:
+        _known_study_ids.clear()
+        _known_series_ids.clear()
+    _known_study_ids[header.study_instance_uid] = study_id
+    _known_series_ids[header.series_instance_uid] = series_id
+
+
 def _instance_register(
     *,
     header: InstanceHeader,
+    staged_path: Path,
     relative_path: str,
     size_bytes: int,
     source: str,
     calling_ae_title: str,
     received_at: datetime,
-) -> int:
-    study = Study.objects.filter(study_instance_uid=header.study_instance_uid).first()
-    if study is None:
-        study = _study_create(header=header, calling_ae_title=calling_ae_title, at=received_at)
-    else:
-        # A late instance re-arms the quiet period and re-opens a ready study for triage.
-        Study.objects.filter(pk=study.pk).update(
-            last_instance_at=received_at,
-            reopened_count=Case(
-                When(state=Study.State.READY, then=F("reopened_count") + 1),
-                default=F("reopened_count"),
-                output_field=PositiveIntegerField(),
-            ),
-            state=Value(Study.State.RECEIVING),
+) -> int | None:
+    """Register the instance and move its file into place; the study id, or None for a duplicate.
+
+    The file is renamed into place (durably) after the row is inserted and before it commits: a
+    duplicate never touches the copy already stored, and a committed row always has its file.
+    """
+    try:
+        with transaction.atomic():
+            rows = _known_rows_share_lock(header=header, received_at=received_at)
+            if rows is None:  # first instance of the study or series here, or stale ids
+                study_id, series_id = _rows_get_or_create(
+                    header=header, calling_ae_title=calling_ae_title, received_at=received_at
+                )
+                rows = _rows_share_lock(
+                    study_id=study_id, series_id=series_id, received_at=received_at
+                )
+                if rows is None:
+                    raise Study.DoesNotExist(f"study #{study_id} vanished while registering")
+            inserted = _instance_insert(
+                header=header,
+                series_id=rows.series_id,
+                relative_path=relative_path,
+                size_bytes=size_bytes,
+                source=source,
+                calling_ae_title=calling_ae_title,
+                received_at=received_at,
+            )
+            if not inserted:
+                # Stored already (perhaps by another association a moment ago, whose commit the
+                # insert waited for). Undo anything this transaction created for it.
+                transaction.set_rollback(True)
+                return None
+            storage.staged_file_commit(staged_path, relative_path)
+            if rows.must_rearm:
+                _study_rearm(study_id=rows.study_id, received_at=received_at)
+    except Exception:
+        _known_rows_forget(header)
+        raise
+    _known_rows_remember(header, study_id=rows.study_id, series_id=rows.series_id)
+    return rows.study_id
+
+
+class _LockedRows(NamedTuple):
+    study_id: int
+    series_id: int
+    must_rearm: bool  # the study is ready, or its quiet period's anchor is before this arrival
+
+
+def _known_rows_share_lock(*, header: InstanceHeader, received_at: datetime) -> _LockedRows | None:
+    study_id = _known_study_ids.get(header.study_instance_uid)
+    series_id = _known_series_ids.get(header.series_instance_uid)
+    if study_id is None or series_id is None:
+        return None
+    return _rows_share_lock(study_id=study_id, series_id=series_id, received_at=received_at)
+
+
+_ROWS_READ = (
+    "SELECT study.state = %s OR study.last_instance_at < %s"
+    " FROM worklist_study study, worklist_series series WHERE study.id = %s AND series.id = %s"
+)
+_ROWS_SHARE_LOCK_POSTGRESQL = _ROWS_READ + " FOR KEY SHARE"
+
+
+def _rows_share_lock(*, study_id: int, series_id: int, received_at: datetime) -> _LockedRows | None:
+    """Share-lock the study and series rows, and see whether the study needs re-arming.
+
+    None when either row is gone (deleted, perhaps re-created under another id).
+
+    The lock (PostgreSQL; SQLite serialises write transactions anyway) keeps both rows from being
+    deleted, and the study from being marked ready, until this transaction ends. It does not
+    block other ingest transactions.
+    """
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _ROWS_SHARE_LOCK_POSTGRESQL if connection.vendor == "postgresql" else _ROWS_READ,
+            [
+                Study.State.READY,
+                connection.ops.adapt_datetimefield_value(received_at),
+                study_id,
+                series_id,
+            ],
         )
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    return _LockedRows(study_id=study_id, series_id=series_id, must_rearm=bool(row[0]))
+
+
+def _instance_insert(
+    *,
+    header: InstanceHeader,
+    series_id: int,
+    relative_path: str,
+    size_bytes: int,
+    source: str,
+    calling_ae_title: str,
+    received_at: datetime,
+) -> bool:
+    """Insert the instance row unless its SOP Instance UID is registered already."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO worklist_instance (sop_instance_uid, sop_class_uid, series_id,"
+            " instance_number, transfer_syntax_uid, relative_path, size_bytes, source,"
+            " calling_ae_title, received_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+            " ON CONFLICT (sop_instance_uid) DO NOTHING RETURNING id",
+            [
+                header.sop_instance_uid,
+                header.sop_class_uid,
+                series_id,
+                header.instance_number,
+                header.transfer_syntax_uid,
+                relative_path,
+                size_bytes,
+                source,
+                calling_ae_title,
+                connection.ops.adapt_datetimefield_value(received_at),
+            ],
+        )
+        return cursor.fetchone() is not None
+
+
+def _study_rearm(*, study_id: int, received_at: datetime) -> None:
+    """Restart the quiet period; a study already marked ready is re-opened for triage.
+
+    The condition is re-checked here: another ingest transaction may have moved the study since
+    this one read it, and a re-open must be counted once.
+    """
+    anchor = connection.ops.adapt_datetimefield_value(received_at + REARM_AHEAD)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "UPDATE worklist_study SET last_instance_at = %s, state = %s,"
+            " reopened_count = reopened_count + CASE WHEN state = %s THEN 1 ELSE 0 END"
+            " WHERE id = %s AND (state = %s OR last_instance_at < %s)",
+            [
+                anchor,
+                Study.State.RECEIVING,
+                Study.State.READY,
+                study_id,
+                Study.State.READY,
+                connection.ops.adapt_datetimefield_value(received_at),
+            ],
+        )
+
+
+def _rows_get_or_create(
+    *, header: InstanceHeader, calling_ae_title: str, received_at: datetime
+) -> tuple[int, int]:
+    """The study and series ids for this instance, creating the rows if they do not exist."""
+    study_id = (
+        Study.objects.filter(study_instance_uid=header.study_instance_uid)
+        .values_list("pk", flat=True)
+        .first()
+    )
+    if study_id is None:
+        study_id = _study_create(
+            header=header, calling_ae_title=calling_ae_title, at=received_at
+        ).pk
     series, _ = Series.objects.get_or_create(
         series_instance_uid=header.series_instance_uid,
         defaults={
-            "study": study,
+            "study_id": study_id,
             "modality": header.modality,
             "body_part": header.body_part,
             "description": header.series_description,
@@ -185,20 +358,7 @@ def _instance_register(
             "contrast_agent": header.contrast_agent,
         },
     )
-    with transaction.atomic():  # savepoint: a racing duplicate must not poison the outer block
-        Instance.objects.create(
-            sop_instance_uid=header.sop_instance_uid,
-            sop_class_uid=header.sop_class_uid,
-            series=series,
-            instance_number=header.instance_number,
-            transfer_syntax_uid=header.transfer_syntax_uid,
-            relative_path=relative_path,
-            size_bytes=size_bytes,
-            source=source,
-            calling_ae_title=calling_ae_title,
-            received_at=received_at,
-        )
-    return study.pk
+    return study_id, series.pk
 
 
 def _study_create(*, header: InstanceHeader, calling_ae_title: str, at: datetime) -> Study:

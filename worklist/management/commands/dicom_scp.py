@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import argparse
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -10,7 +12,12 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
 
-from worklist.dicom.scp import listener_start, stabiliser_start, wait_forever
+from worklist.dicom.scp import (
+    listener_start,
+    listening_socket_open,
+    stabiliser_start,
+    wait_forever,
+)
 
 
 class Command(BaseCommand):
@@ -24,13 +31,15 @@ class Command(BaseCommand):
             "--processes",
             type=int,
             default=1,
-            help="listener processes sharing the port (SO_REUSEPORT)",
+            help="listener processes sharing one listening socket, taking associations in turn",
         )
         parser.add_argument(
             "--no-stabiliser",
             action="store_true",
             help="do not run the study stabiliser in this process (Celery beat runs it)",
         )
+        # Internal: the listening socket a `--processes N` parent hands to each of its processes.
+        parser.add_argument("--listen-fd", type=int, default=None, help=argparse.SUPPRESS)
 
     def handle(self, *args: Any, **options: Any) -> None:
         if options["processes"] > 1:
@@ -39,8 +48,14 @@ class Command(BaseCommand):
         stop = threading.Event()
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
         signal.signal(signal.SIGINT, lambda *_: stop.set())
+        shared = (
+            None if options["listen_fd"] is None else socket.socket(fileno=options["listen_fd"])
+        )
         server = listener_start(
-            host=options["host"], port=options["port"], ae_title=options["ae_title"]
+            host=options["host"],
+            port=options["port"],
+            ae_title=options["ae_title"],
+            shared_socket=shared,
         )
         stabiliser = None if options["no_stabiliser"] else stabiliser_start()
         self.stdout.write(
@@ -53,6 +68,7 @@ class Command(BaseCommand):
         server.shutdown()
 
     def _supervise(self, options: dict[str, Any]) -> None:
+        listening = listening_socket_open(host=options["host"], port=options["port"])
         base = [
             sys.executable,
             sys.argv[0],
@@ -60,13 +76,16 @@ class Command(BaseCommand):
             "--host",
             options["host"],
             "--port",
-            str(options["port"]),
+            str(listening.getsockname()[1]),
             "--ae-title",
             options["ae_title"],
+            "--listen-fd",
+            str(listening.fileno()),
         ]
         children = [
             subprocess.Popen(
-                base + ([] if index == 0 and not options["no_stabiliser"] else ["--no-stabiliser"])
+                base + ([] if index == 0 and not options["no_stabiliser"] else ["--no-stabiliser"]),
+                pass_fds=[listening.fileno()],
             )
             for index in range(options["processes"])
         ]
@@ -79,3 +98,4 @@ class Command(BaseCommand):
         signal.signal(signal.SIGINT, stop_children)
         for child in children:
             child.wait()
+        listening.close()
