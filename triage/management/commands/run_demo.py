@@ -49,6 +49,7 @@ class Command(BaseCommand):
         if not settings.EMBEDDED:
             raise CommandError("run_demo is for the embedded demo (DEBUG=1) only.")
         call_command("migrate", interactive=False, verbosity=0)
+        logging.getLogger("openjpeg").setLevel(logging.WARNING)  # one line per encoded slice
         logins = self._demo_users()
 
         from worklist.dicom.scp import listener_start, stabiliser_start
@@ -160,6 +161,7 @@ def traffic_loop(
 ) -> None:
     """Phantom studies in an ED mix, Poisson arrivals, until stopped."""
     import random
+    from datetime import UTC, datetime
 
     from inference.phantoms import phantom_generate
     from inference.phantoms.traffic import ed_mix, phantom_study_send
@@ -177,6 +179,7 @@ def traffic_loop(
                 port=port,
                 called_ae=called_ae,
                 calling_ae="DEMO_MODALITY",
+                acquired=datetime.now(UTC),
             )
             logger.info("demo traffic: sent %s phantom (%s instances)", finding, stored)
         except Exception:
