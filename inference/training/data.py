@@ -16,7 +16,7 @@ import numpy as np
 import pydicom
 
 from inference.pipeline import DecodedSeries, model_inputs, radiograph_intensity
-from inference.training.specs import TrainingSpec, study_is_positive
+from inference.training.specs import CAM_CELLS, TrainingSpec, study_is_positive
 
 # phantom_generate(finding, positive=..., seed=...) -> PhantomStudy
 PhantomGenerator = Callable[..., Any]
@@ -64,6 +64,18 @@ def study_targets(study: Any, *, is_ct: bool) -> np.ndarray:
     return np.asarray([bool(study.positive)])
 
 
+def lesion_cells(mask: np.ndarray, *, cells: int = CAM_CELLS) -> np.ndarray:
+    """(n, rows, cols) lesion mask -> (n, cells, cells): does the lesion touch each cell of the
+    activation map's grid over the whole image (the input is resized to a square, as served)."""
+    mask = np.asarray(mask, dtype=bool)
+    rows, cols = mask.shape[1:]
+    row_starts = np.searchsorted((np.arange(rows) * cells) // rows, np.arange(cells))
+    col_starts = np.searchsorted((np.arange(cols) * cells) // cols, np.arange(cells))
+    counts = np.add.reduceat(mask.astype(np.int32), row_starts, axis=1)
+    counts = np.add.reduceat(counts, col_starts, axis=2)
+    return counts > 0
+
+
 @dataclass(frozen=True, kw_only=True)
 class PhantomStudy:
     """One generated study reduced to what training and evaluation need."""
@@ -71,8 +83,9 @@ class PhantomStudy:
     seed: int
     positive: bool
     subtype: str
-    inputs: np.ndarray
-    targets: np.ndarray
+    inputs: np.ndarray  # (n, channels, size, size) float32
+    targets: np.ndarray  # (n,) bool
+    cells: np.ndarray  # (n, CAM_CELLS, CAM_CELLS) bool: where the lesion is
 
 
 def phantom_studies(
@@ -92,7 +105,9 @@ def phantom_studies(
         study = generate(spec.finding.value, positive=positive, seed=seed)
         targets = study_targets(study, is_ct=spec.is_ct)
         if positive and not targets.any():
-            raise ValueError(f"{spec.finding} phantom seed {seed} is positive with no positive slice")
+            raise ValueError(
+                f"{spec.finding} phantom seed {seed} is positive with no positive slice"
+            )
         if not positive and targets.any():
             raise ValueError(f"{spec.finding} phantom seed {seed} is negative with positive slices")
         yield PhantomStudy(
@@ -101,6 +116,7 @@ def phantom_studies(
             subtype=str(study.subtype or ("none" if not positive else "unspecified")),
             inputs=study_inputs(study, spec.preprocessing),
             targets=targets,
+            cells=lesion_cells(study.lesion_mask),
         )
         if count % every == 0 or count == len(seeds):
             log(f"  {label}: {count}/{len(seeds)} studies, {time.monotonic() - started:.0f}s")
@@ -110,6 +126,7 @@ def phantom_studies(
 class TrainingSet:
     inputs: np.ndarray  # (n, channels, size, size) float32
     targets: np.ndarray  # (n,) float32 in {0, 1}
+    cells: np.ndarray  # (n, CAM_CELLS, CAM_CELLS) float32 in {0, 1}
     studies: int
     positive_studies: int
     subtypes: dict[str, int]
@@ -123,11 +140,12 @@ def training_set(
     seed: int,
     log: Log,
 ) -> TrainingSet:
-    """Training inputs: every positive slice of a CT study plus a seeded sample of its negatives
-    (balancing the classes), or the one image of a radiograph study."""
+    """Training inputs: every positive slice of a CT study plus a seeded sample of its negative
+    slices (the pool that training draws negatives from), or the one image of a radiograph."""
     rng = np.random.default_rng(seed)
     inputs: list[np.ndarray] = []
     targets: list[np.ndarray] = []
+    cells: list[np.ndarray] = []
     subtypes: dict[str, int] = {}
     positives = 0
     for study in phantom_studies(spec, generate=generate, seeds=seeds, label="training", log=log):
@@ -145,9 +163,11 @@ def training_set(
             chosen = np.arange(study.targets.size)
         inputs.append(study.inputs[chosen])
         targets.append(study.targets[chosen])
+        cells.append(study.cells[chosen])
     return TrainingSet(
-        inputs=np.concatenate(inputs).astype(np.float32),
-        targets=np.concatenate(targets).astype(np.float32),
+        inputs=np.concatenate(inputs).astype(np.float32, copy=False),
+        targets=np.concatenate(targets).astype(np.float32, copy=False),
+        cells=np.concatenate(cells).astype(np.float32, copy=False),
         studies=len(seeds),
         positive_studies=int(positives),
         subtypes=dict(sorted(subtypes.items())),

@@ -35,7 +35,7 @@ def _average_ranks(values: np.ndarray) -> np.ndarray:
 
 
 def auc(scores: Any, labels: Any) -> float:
-    """Area under the ROC curve as the Mann-Whitney U statistic: P(positive > negative), ties 1/2."""
+    """ROC AUC as the Mann-Whitney U statistic: P(positive scores above negative), ties 1/2."""
     score_array, label_array = _as_arrays(scores, labels)
     positives = int(label_array.sum())
     negatives = label_array.size - positives

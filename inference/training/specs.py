@@ -16,6 +16,7 @@ TRAIN_SEED_START = 1_000_000
 VALIDATION_SEED_START = 5_000_000
 TEST_SEED_START = 9_000_000
 DEFAULT_SEED = 20_240_601  # torch / sampling seed of the shipped models
+CAM_CELLS = 8  # the activation map is CAM_CELLS x CAM_CELLS cells over the whole input
 
 INTENDED_USE = (
     "Demonstration model trained on synthetic phantoms by this repository. It has no clinical "
@@ -36,10 +37,20 @@ class TrainingSpec:
     train_studies: int = 600
     validation_studies: int = 300
     test_studies: int = 500
-    epochs: int = 8
+    epochs: int = 12
     batch_size: int = 64
     learning_rate: float = 3e-3
-    negative_slices_per_study: int = 6  # CT: every positive slice, plus this many negatives
+    # CT: the training pool holds every positive slice and up to this many negatives per study;
+    # each epoch draws `negatives_per_positive` negatives per positive, `hard_fraction` of them
+    # the pool's highest-scoring (hard-negative mining). None: every input, every epoch.
+    negative_slices_per_study: int = 24
+    negatives_per_positive: float | None = 2.0
+    hard_fraction: float = 0.5
+    widths: tuple[int, ...] = (16, 32, 48, 64)
+    repeats: tuple[int, ...] = (0, 1, 1, 1)  # extra stride-1 convolutions per block
+    downsample_first: bool = False
+    pooling: str = "lse"
+    cell_loss_weight: float = 1.0  # weight of the lesion-mask loss on the activation map
     min_sensitivity: float = 0.95
 
     @property
@@ -106,6 +117,7 @@ SPECS: dict[Finding, TrainingSpec] = {
             },
             train_studies=1600,
             batch_size=32,
+            negatives_per_positive=None,
         ),
         TrainingSpec(
             finding=Finding.FRACTURE,
