@@ -14,6 +14,7 @@ from inference.training.metrics import (
     auc,
     bootstrap_interval,
     operating_point_select,
+    operating_point_with_margin,
     sensitivity,
     specificity,
     study_metrics,
@@ -61,6 +62,22 @@ def test_operating_point_is_the_highest_threshold_reaching_the_sensitivity():
     threshold = operating_point_select(scores, labels, min_sensitivity=0.95)
     assert sensitivity(scores, labels, threshold=threshold) == pytest.approx(0.95)
     assert specificity(scores, labels, threshold=threshold) == pytest.approx(0.5)
+
+
+def test_operating_point_with_margin_sits_midway_in_logit_below_the_highest_threshold():
+    # Positives 0.6 .. 0.99; sensitivity >= 0.75 (3 of 4) is reached at 0.9 at the highest. The
+    # highest negative below 0.9 is 0.1: the midpoint of logit(0.9) and logit(0.1) is 0 -> 0.5,
+    # which still calls the 0.95 negative positive (same specificity) and catches one more positive.
+    scores = [0.6, 0.9, 0.95, 0.99, 0.1, 0.05, 0.95]
+    labels = [1, 1, 1, 1, 0, 0, 0]
+
+    assert operating_point_select(scores, labels, min_sensitivity=0.75) == pytest.approx(0.9)
+    threshold = operating_point_with_margin(scores, labels, min_sensitivity=0.75)
+    assert threshold == pytest.approx(0.5)
+    assert specificity(scores, labels, threshold=threshold) == pytest.approx(2 / 3)
+    assert sensitivity(scores, labels, threshold=threshold) == 1.0
+    # No negative below the highest threshold: nothing to keep a margin from.
+    assert operating_point_with_margin([0.2, 0.9, 0.95], [1, 1, 0], min_sensitivity=1.0) == 0.2
 
 
 def test_bootstrap_intervals_bracket_the_point_estimates_and_are_reproducible():

@@ -65,7 +65,7 @@ def test_explorer_draws_curves_and_applies_a_threshold(browser, live_server, use
         box = plots.nth(index).bounding_box()
         assert box is not None and box["width"] > 300 and box["height"] > 150
         assert plots.nth(index).locator("polyline.series").count() >= 1
-    expect(page.locator("svg.plot .marker").first).to_be_visible()
+    expect(page.locator("svg.plot .marker-label").first).to_contain_text("current threshold")
     expect(page.locator("#whatif")).to_contain_text("PPV")
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=ARTIFACTS / "threshold-explorer.png", full_page=True)

@@ -14,7 +14,7 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright
 from websockets.sync.client import connect as ws_connect
 
 from inference.models import InferenceRun
-from tests.conftest import PASSWORD, ROOT, asgi_server_start, process_stop
+from tests.conftest import ROOT, asgi_server_start, process_stop
 from tests.inference.test_worker_e2e import send_phantom
 from triage.findings import Finding
 from triage.models import Alert, StaffProfile
@@ -45,11 +45,14 @@ def browser() -> Iterator[Browser]:
             chromium.close()
 
 
-def sign_in(page: Page, base: str, username: str, landing: str) -> None:
-    page.goto(f"{base}/accounts/login/?next={landing}")
-    page.get_by_label("Username").fill(username)
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
+def sign_in(page: Page, base: str, user, landing: str) -> None:
+    """Sign in with a session made in the test process (the server's password hashers differ
+    from the tests' fast one; the login form itself is tested in tests/worklist)."""
+    client = Client()
+    client.force_login(user)
+    name = settings.SESSION_COOKIE_NAME
+    page.context.add_cookies([{"name": name, "value": client.cookies[name].value, "url": base}])
+    page.goto(f"{base}{landing}")
     expect(page).to_have_url(re.compile(re.escape(landing) + "$"))
 
 
@@ -66,8 +69,8 @@ def test_radiologist_and_clinician_see_a_flag_arrive_live(
     rad_page, clin_page = radiologist.new_page(), clinician.new_page()
     rad_page.set_default_timeout(90_000)
     clin_page.set_default_timeout(90_000)
-    sign_in(rad_page, base, "rad", "/worklist/")
-    sign_in(clin_page, base, "clin", "/alerts/")
+    sign_in(rad_page, base, users.radiologist, "/worklist/")
+    sign_in(clin_page, base, users.clinician, "/alerts/")
     expect(rad_page.locator("#connection")).to_have_text("● Live")
 
     negative = send_phantom(

@@ -80,8 +80,9 @@ def test_ct_series_becomes_ready_after_quiet_period_and_is_routed(
     client.force_login(users.radiologist)
     listed = client.get("/api/worklist/").json()["results"]
     assert [row["study_instance_uid"] for row in listed] == [study.study_instance_uid]
-    assert listed[0]["ai_state"] == "pending"
-    assert listed[0]["findings"] == []
+    assert listed[0]["ai_state"] in ("pending", "complete")
+    assert [finding["finding"] for finding in listed[0]["findings"]] == ["intracranial_hemorrhage"]
+    assert listed[0]["findings"][0]["demonstration"] is True
 
 
 def test_study_no_model_applies_to_is_not_eligible(dicom_listener, celery_worker):
