@@ -7,6 +7,7 @@ dashboard that resumes after N is sent exactly what it missed.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -73,7 +74,11 @@ def alert_raise(
         study_id=study.pk,
         detail={"seq": alert.seq, "finding": finding},
     )
-    broadcast.alert_changed(alert_id=alert.pk, seq=alert.seq)
+    broadcast.alert_changed(
+        alert_id=alert.pk,
+        seq=alert.seq,
+        version=f"{alert.state}:{alert.tier}:{int(alert.clinicians_notified)}",
+    )
     logger.info("alert raised seq=%s study=%s finding=%s", alert.seq, study.pk, finding)
     return alert
 
@@ -98,7 +103,11 @@ def alert_acknowledge(*, alert_id: int, user: Any, screen: str) -> Alert:
                 study_id=alert.study_id,
                 detail={"seq": alert.seq},
             )
-            broadcast.alert_changed(alert_id=alert.pk, seq=alert.seq)
+            broadcast.alert_changed(
+                alert_id=alert.pk,
+                seq=alert.seq,
+                version=f"{alert.state}:{alert.tier}:{int(alert.clinicians_notified)}",
+            )
     return alert
 
 
@@ -126,7 +135,11 @@ def alert_resolve(*, alert_id: int, user: Any, confirmed: bool) -> Alert:
             study_id=alert.study_id,
             detail={"seq": alert.seq},
         )
-        broadcast.alert_changed(alert_id=alert.pk, seq=alert.seq)
+        broadcast.alert_changed(
+            alert_id=alert.pk,
+            seq=alert.seq,
+            version=f"{alert.state}:{alert.tier}:{int(alert.clinicians_notified)}",
+        )
     return alert
 
 
@@ -153,37 +166,62 @@ def alerts_escalate_due(*, now: datetime | None = None) -> list[int]:
                 study_id=alert.study_id,
                 detail={"seq": alert.seq},
             )
-            broadcast.alert_changed(alert_id=alert.pk, seq=alert.seq)
+            broadcast.alert_changed(
+                alert_id=alert.pk,
+                seq=alert.seq,
+                version=f"{alert.state}:{alert.tier}:{int(alert.clinicians_notified)}",
+            )
             escalated.append(alert.pk)
     if escalated:
         logger.warning("escalated %s unacknowledged alert(s)", len(escalated))
     return escalated
 
 
-def _profile(user: Any) -> StaffProfile | None:
+@dataclass(frozen=True)
+class Viewer:
+    """What alert routing needs to know about a user (read once per socket)."""
+
+    administrator: bool
+    radiologist: bool
+    clinician: bool
+    on_duty: bool
+    locations: tuple[str, ...]
+
+
+def viewer_for(user: Any) -> Viewer:
     try:
-        return user.staff_profile  # type: ignore[no-any-return]
-    except StaffProfile.DoesNotExist:
-        return None
+        profile: StaffProfile | None = user.staff_profile
+    except (StaffProfile.DoesNotExist, AttributeError):
+        profile = None
+    return Viewer(
+        administrator=user_has_role(user, Role.ADMINISTRATOR),
+        radiologist=user_has_role(user, Role.RADIOLOGIST),
+        clinician=user_has_role(user, Role.CLINICIAN),
+        on_duty=profile.on_duty if profile is not None else True,
+        locations=tuple(profile.location_prefixes()) if profile is not None else (),
+    )
 
 
-def _location_matches(location: str, prefixes: list[str]) -> bool:
-    normalised = location.strip().upper()
-    return any(normalised.startswith(prefix) for prefix in prefixes)
+def alert_visible(viewer: Viewer, *, tier: int, clinicians_notified: bool, location: str) -> bool:
+    """Administrators see every alert; radiologists on duty at once and all of them once it
+    escalates; clinicians when told, for their locations."""
+    if viewer.administrator:
+        return True
+    if viewer.radiologist:
+        return tier >= 2 or viewer.on_duty
+    if viewer.clinician and clinicians_notified:
+        normalised = location.strip().upper()
+        return any(normalised.startswith(prefix) for prefix in viewer.locations)
+    return False
 
 
 def alert_visible_to(alert: Alert, user: AbstractBaseUser | AnonymousUser | Any) -> bool:
-    if user_has_role(user, Role.ADMINISTRATOR):
-        return True  # oversight of every alert
-    if user_has_role(user, Role.RADIOLOGIST):
-        profile = _profile(user)
-        return alert.tier >= 2 or profile is None or profile.on_duty
-    if user_has_role(user, Role.CLINICIAN):
-        profile = _profile(user)
-        if not alert.clinicians_notified or profile is None:
-            return False
-        return _location_matches(alert.study.patient_location, profile.location_prefixes())
-    return False
+    return alert_visible(
+        viewer_for(user),
+        tier=alert.tier,
+        clinicians_notified=alert.clinicians_notified,
+        location=alert.study.patient_location,
+    )
 
 
 def alerts_visible(
@@ -198,7 +236,17 @@ def alerts_visible(
         alerts = alerts.filter(state__in=Alert.OPEN_STATES)
     else:
         alerts = alerts.order_by("-seq")[:limit] if after_seq is None else alerts
-    visible = [alert for alert in alerts if alert_visible_to(alert, user)]
+    viewer = viewer_for(user)
+    visible = [
+        alert
+        for alert in alerts
+        if alert_visible(
+            viewer,
+            tier=alert.tier,
+            clinicians_notified=alert.clinicians_notified,
+            location=alert.study.patient_location,
+        )
+    ]
     return sorted(visible, key=lambda alert: alert.seq)
 
 

@@ -53,5 +53,9 @@ def worklist_item_changed(*, item_id: int) -> None:
     broadcast_on_commit(GROUP_WORKLIST, {"type": "worklist.item", "item_id": item_id})
 
 
-def alert_changed(*, alert_id: int, seq: int) -> None:
-    broadcast_on_commit(GROUP_ALERTS, {"type": "alert.changed", "alert_id": alert_id, "seq": seq})
+def alert_changed(*, alert_id: int, seq: int, version: str) -> None:
+    """`version` (state:tier:clinicians-told) lets every socket of a process share one lookup."""
+    broadcast_on_commit(
+        GROUP_ALERTS,
+        {"type": "alert.changed", "alert_id": alert_id, "seq": seq, "version": version},
+    )

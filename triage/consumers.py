@@ -6,6 +6,7 @@ Frames in: {"type": "resume", "after": SEQ}, {"type": "resync"}, {"type": "ack",
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from channels.db import database_sync_to_async
@@ -16,14 +17,38 @@ from triage.alerts import (
     AlertNotAllowed,
     alert_acknowledge,
     alert_frame,
-    alert_visible_to,
+    alert_visible,
     alerts_visible,
+    viewer_for,
 )
 from triage.models import Alert
 from triage.roles import Role, user_has_role
 
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_FORBIDDEN = 4403
+
+Scope = dict[str, Any]
+_shared_frames: dict[tuple[int, str], asyncio.Future[tuple[dict[str, Any], Scope] | None]] = {}
+
+
+def _forget_later(key: tuple[int, str]) -> None:
+    asyncio.get_running_loop().call_later(30, _shared_frames.pop, key, None)
+
+
+@database_sync_to_async
+def _alert_frame_and_scope(alert_id: int) -> tuple[dict[str, Any], Scope] | None:
+    """The frame of one alert version and what decides who may see it."""
+    alert = (
+        Alert.objects.select_related("study", "run", "acknowledged_by").filter(pk=alert_id).first()
+    )
+    if alert is None:
+        return None
+    scope = {
+        "tier": alert.tier,
+        "clinicians_notified": alert.clinicians_notified,
+        "location": alert.study.patient_location,
+    }
+    return alert_frame(alert), scope
 
 
 class AlertConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
@@ -39,6 +64,7 @@ class AlertConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
             await self.close(code=CLOSE_FORBIDDEN)
             return
         self.sent: set[tuple[int, str]] = set()  # (seq, state) already on this socket
+        self.viewer = await database_sync_to_async(viewer_for)(user)
         await self.channel_layer.group_add(broadcast.GROUP_ALERTS, self.channel_name)
         await self.accept()
 
@@ -72,8 +98,18 @@ class AlertConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
             await self.send_json({"type": "error", "detail": "unknown message type"})
 
     async def alert_changed(self, event: dict[str, Any]) -> None:
-        frame = await self._frame_for(event["alert_id"])
-        if frame is not None:
+        # Every socket in this process receives the same event: one database read serves all.
+        key = (event["alert_id"], str(event.get("version", "")))
+        pending = _shared_frames.get(key)
+        if pending is None:
+            pending = asyncio.ensure_future(_alert_frame_and_scope(event["alert_id"]))
+            _shared_frames[key] = pending
+            pending.add_done_callback(lambda _: _forget_later(key))
+        loaded = await asyncio.shield(pending)  # a closing socket must not cancel the others
+        if loaded is None:
+            return
+        frame, scope = loaded
+        if alert_visible(self.viewer, **scope):
             await self._send_once(frame)
 
     async def _send_once(self, frame: dict[str, Any], *, force: bool = False) -> None:
@@ -89,17 +125,6 @@ class AlertConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
     ) -> list[dict[str, Any]]:
         alerts = alerts_visible(user=self.scope["user"], after_seq=after_seq, open_only=open_only)
         return [alert_frame(alert) for alert in alerts]
-
-    @database_sync_to_async
-    def _frame_for(self, alert_id: int) -> dict[str, Any] | None:
-        alert = (
-            Alert.objects.select_related("study", "run", "acknowledged_by")
-            .filter(pk=alert_id)
-            .first()
-        )
-        if alert is None or not alert_visible_to(alert, self.scope["user"]):
-            return None
-        return alert_frame(alert)
 
     @database_sync_to_async
     def _acknowledge(self, alert_id: int, screen: str) -> dict[str, Any]:

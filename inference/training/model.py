@@ -64,6 +64,7 @@ class CamNet(nn.Module):
         self.pooling = pooling
         if pooling == "lse":
             # Start every cell at 1/64 odds, so the pooled logit starts near 0 (even odds).
+            assert self.head.bias is not None  # nn.Conv2d has a bias unless told otherwise
             nn.init.constant_(self.head.bias, -math.log(CAM_SIZE * CAM_SIZE))
 
     def forward(self, inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
