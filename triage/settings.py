@@ -146,7 +146,13 @@ if REDIS_URL:
             "BACKEND": "channels_redis.core.RedisChannelLayer",
             # channels_redis blocks on Redis for up to 5 s while a socket is idle; redis-py's own
             # default socket timeout is also 5 s, which killed idle consumers. No socket timeout.
-            "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": None}]},
+            # Hundreds of dashboards closing at once each discard their group membership: the
+            # redis-py pool must not refuse them (it fails fast instead of waiting).
+            "CONFIG": {
+                "hosts": [
+                    {"address": REDIS_URL, "socket_timeout": None, "max_connections": 2048}
+                ]
+            },
         }
     }
 else:
