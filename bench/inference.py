@@ -235,9 +235,12 @@ def main() -> None:
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--repeats", type=int, default=5)
     options = parser.parse_args()
+    import logging
+
     import django
 
     django.setup()
+    logging.getLogger("openjpeg").setLevel(logging.WARNING)
     import torch
 
     registry = registry_load([SHIPPED_MODELS_DIR])
@@ -274,7 +277,7 @@ def main() -> None:
         f"{options.repeats} after a warm-up (min-max)"
     )
     print(
-        f"{'model':<32}{'slices':>7}{'decode+prep s':>16}{'ORT s':>18}{'torch s':>18}"
+        f"{'model':<36}{'slices':>7} {'decode+prep s':>22} {'ORT s':>22} {'torch s':>22}"
         f"{'ORT sl/s':>10}{'torch sl/s':>11}{'torch/ORT':>10}{'parity':>10}"
     )
 
@@ -284,8 +287,8 @@ def main() -> None:
 
     for row in rows:
         print(
-            f"{row['model']:<32}{row['slices']:>7}{cell(row, 'decode_preprocess_s'):>16}"
-            f"{cell(row, 'onnxruntime_s'):>18}{cell(row, 'torch_eager_s'):>18}"
+            f"{row['model']:<36}{row['slices']:>7} {cell(row, 'decode_preprocess_s'):>22} "
+            f"{cell(row, 'onnxruntime_s'):>22} {cell(row, 'torch_eager_s'):>22}"
             f"{row['onnxruntime_slices_per_s']:>10.0f}{row['torch_slices_per_s']:>11.0f}"
             f"{row['ratio_torch_over_ort']:>10.2f}{row['parity_max_abs_logit_diff']:>10.1e}"
         )
