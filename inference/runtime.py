@@ -22,9 +22,18 @@ class LoadedSession:
     provider: str  # the execution provider actually serving the first node
 
 
+def _nvidia_device_present() -> bool:
+    # onnxruntime-gpu lists the CUDA provider even on hosts without a GPU, then logs an error
+    # when it cannot load CUDA; asking only where a device node exists keeps CPU hosts quiet.
+    return Path("/dev/nvidiactl").exists() or Path("/proc/driver/nvidia").exists()
+
+
 def preferred_providers() -> list[str]:
     available = ort.get_available_providers()
-    return [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
+    wanted = ["CPUExecutionProvider"]
+    if _nvidia_device_present():
+        wanted.insert(0, "CUDAExecutionProvider")
+    return [provider for provider in wanted if provider in available]
 
 
 def session_create(

@@ -78,6 +78,29 @@ def operating_point_select(scores: Any, labels: Any, *, min_sensitivity: float) 
     return float(positive_scores[max(needed, 1) - 1])
 
 
+def _logit(probability: float) -> float:
+    clipped = min(max(probability, 1e-7), 1.0 - 1e-7)
+    return float(np.log(clipped / (1.0 - clipped)))
+
+
+def operating_point_with_margin(scores: Any, labels: Any, *, min_sensitivity: float) -> float:
+    """A threshold with validation sensitivity >= `min_sensitivity` that keeps the specificity of
+    the highest such threshold, placed with the widest margin on both sides.
+
+    Every threshold between the highest one (`operating_point_select`) and the highest negative
+    score below it calls the same validation negatives positive, so none costs specificity on the
+    validation set; the midpoint of that gap (in logit space, for probabilities) is the least
+    sensitive to the next set's scores falling slightly lower or higher.
+    """
+    score_array, label_array = _as_arrays(scores, labels)
+    highest = operating_point_select(score_array, label_array, min_sensitivity=min_sensitivity)
+    below = score_array[~label_array & (score_array < highest)]
+    if below.size == 0:
+        return highest
+    middle = (_logit(highest) + _logit(float(below.max()))) / 2.0
+    return float(1.0 / (1.0 + np.exp(-middle)))
+
+
 def bootstrap_interval(
     statistic: Statistic,
     scores: Any,

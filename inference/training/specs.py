@@ -37,7 +37,7 @@ class TrainingSpec:
     train_studies: int = 600
     validation_studies: int = 300
     test_studies: int = 500
-    epochs: int = 12
+    epochs: int = 10
     batch_size: int = 64
     learning_rate: float = 3e-3
     # CT: the training pool holds every positive slice and up to this many negatives per study;
