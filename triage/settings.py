@@ -149,9 +149,7 @@ if REDIS_URL:
             # Hundreds of dashboards closing at once each discard their group membership: the
             # redis-py pool must not refuse them (it fails fast instead of waiting).
             "CONFIG": {
-                "hosts": [
-                    {"address": REDIS_URL, "socket_timeout": None, "max_connections": 2048}
-                ]
+                "hosts": [{"address": REDIS_URL, "socket_timeout": None, "max_connections": 2048}]
             },
         }
     }
