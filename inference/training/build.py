@@ -32,7 +32,11 @@ from inference.training.evaluate import (
     validation_summary,
 )
 from inference.training.export import model_export
-from inference.training.metrics import operating_point_select, study_metrics
+from inference.training.metrics import (
+    operating_point_select,
+    operating_point_with_margin,
+    study_metrics,
+)
 from inference.training.model import CamNet
 from inference.training.specs import (
     INTENDED_USE,
@@ -173,8 +177,12 @@ def model_build(
         ),
     )
     aggregation, validation_aucs = aggregation_select(validation, spec.aggregations)
-    threshold = operating_point_select(
-        validation.scores(aggregation), validation.positive, min_sensitivity=spec.min_sensitivity
+    validation_scores = validation.scores(aggregation)
+    highest_threshold = operating_point_select(
+        validation_scores, validation.positive, min_sensitivity=spec.min_sensitivity
+    )
+    threshold = operating_point_with_margin(
+        validation_scores, validation.positive, min_sensitivity=spec.min_sensitivity
     )
     held_out = studies_predict(
         session,
@@ -214,9 +222,12 @@ def model_build(
         "operating_point": {
             "threshold": threshold,
             "chosen_on": (
-                f"validation phantoms, seeds {span(validation_seeds)}, highest threshold with "
-                f"sensitivity >= {spec.min_sensitivity}"
+                f"validation phantoms, seeds {span(validation_seeds)}: sensitivity >= "
+                f"{spec.min_sensitivity}, midway (in logit) between the highest threshold reaching "
+                f"it and the highest negative score below that, so the same validation "
+                f"specificity with the widest margin"
             ),
+            "highest_threshold_reaching_sensitivity": highest_threshold,
             "validation": {
                 **validation_summary(validation, method=aggregation, threshold=threshold),
                 "auc_by_aggregation": validation_aucs,
