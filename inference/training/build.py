@@ -163,57 +163,61 @@ def model_build(
 
     out.mkdir(parents=True, exist_ok=True)
     staged = out / "model.onnx.partial"
-    exported = model_export(trained.model, path=staged, parity_inputs=parity_inputs)
-    log(
-        f"{spec.finding}: exported {exported.bytes} bytes, opset {exported.opset}; parity over "
-        f"{exported.parity_inputs} inputs: max |logit diff| {exported.logit_max_abs_diff:.2e}, "
-        f"max |cam diff| {exported.cam_max_abs_diff:.2e}"
-    )
-    session = onnx_session(staged)
-    validation = studies_predict(
-        session,
-        phantom_studies(
-            spec, generate=generate, seeds=validation_seeds, label="validation", log=log
-        ),
-    )
-    aggregation, validation_aucs = aggregation_select(validation, spec.aggregations)
-    validation_scores = validation.scores(aggregation)
-    highest_threshold = operating_point_select(
-        validation_scores, validation.positive, min_sensitivity=spec.min_sensitivity
-    )
-    threshold = operating_point_with_margin(
-        validation_scores, validation.positive, min_sensitivity=spec.min_sensitivity
-    )
-    held_out = studies_predict(
-        session,
-        phantom_studies(spec, generate=generate, seeds=test_seeds, label="held-out", log=log),
-    )
-    test_scores = held_out.scores(aggregation)
-    metrics = study_metrics(
-        test_scores,
-        held_out.positive,
-        threshold=threshold,
-        resamples=BOOTSTRAP_RESAMPLES,
-        seed=seed,
-    )
-    metrics = {
-        "held_out_studies": metrics.pop("held_out_studies"),
-        "positives": metrics.pop("positives"),
-        "negatives": metrics.pop("negatives"),
-        "seeds": span(test_seeds),
-        **metrics,
-        "bootstrap": f"{BOOTSTRAP_RESAMPLES} stratified resamples, percentile intervals",
-        "sensitivity_by_subtype": subtype_sensitivity(
-            held_out, method=aggregation, threshold=threshold
-        ),
-    }
-    os.replace(staged, out / "model.onnx")
+    try:
+        exported = model_export(trained.model, path=staged, parity_inputs=parity_inputs)
+        log(
+            f"{spec.finding}: exported {exported.bytes} bytes, opset {exported.opset}; parity over "
+            f"{exported.parity_inputs} inputs: max |logit diff| {exported.logit_max_abs_diff:.2e}, "
+            f"max |cam diff| {exported.cam_max_abs_diff:.2e}"
+        )
+        session = onnx_session(staged)
+        validation = studies_predict(
+            session,
+            phantom_studies(
+                spec, generate=generate, seeds=validation_seeds, label="validation", log=log
+            ),
+        )
+        aggregation, validation_aucs = aggregation_select(validation, spec.aggregations)
+        validation_scores = validation.scores(aggregation)
+        highest_threshold = operating_point_select(
+            validation_scores, validation.positive, min_sensitivity=spec.min_sensitivity
+        )
+        threshold = operating_point_with_margin(
+            validation_scores, validation.positive, min_sensitivity=spec.min_sensitivity
+        )
+        held_out = studies_predict(
+            session,
+            phantom_studies(spec, generate=generate, seeds=test_seeds, label="held-out", log=log),
+        )
+        test_scores = held_out.scores(aggregation)
+        metrics = study_metrics(
+            test_scores,
+            held_out.positive,
+            threshold=threshold,
+            resamples=BOOTSTRAP_RESAMPLES,
+            seed=seed,
+        )
+        metrics = {
+            "held_out_studies": metrics.pop("held_out_studies"),
+            "positives": metrics.pop("positives"),
+            "negatives": metrics.pop("negatives"),
+            "seeds": span(test_seeds),
+            **metrics,
+            "bootstrap": f"{BOOTSTRAP_RESAMPLES} stratified resamples, percentile intervals",
+            "sensitivity_by_subtype": subtype_sensitivity(
+                held_out, method=aggregation, threshold=threshold
+            ),
+        }
+    except BaseException:
+        # Nothing half-made stays beside a shipped model when a step fails.
+        staged.unlink(missing_ok=True)
+        raise
     card: dict[str, Any] = {
         "name": f"{spec.finding.value}-demo",
         "finding": spec.finding.value,
         "version": "1.0.0",
         "file": "model.onnx",
-        "sha256": file_sha256(out / "model.onnx"),
+        "sha256": file_sha256(staged),
         "applies_to": spec.applies_to,
         "series_selection": spec.series_selection,
         "preprocessing": spec.preprocessing,
@@ -271,6 +275,10 @@ def model_build(
         "intended_use": INTENDED_USE,
         "demonstration": True,
     }
-    (out / "card.json").write_text(json.dumps(card, indent=2) + "\n")
+    staged_card = out / "card.json.partial"
+    staged_card.write_text(json.dumps(card, indent=2) + "\n")
+    # The model and its card change together, the card last: its checksum names the new file.
+    os.replace(staged, out / "model.onnx")
+    os.replace(staged_card, out / "card.json")
     log(f"{spec.finding}: wrote {out} in {time.monotonic() - started:.0f}s")
     return card

@@ -102,6 +102,12 @@ SPECS: dict[Finding, TrainingSpec] = {
                 "min_instances": 32,
                 "max_slice_thickness": 3.0,
             },
+            # Long series (~180 slices): a larger negative pool per study, more epochs, and a
+            # smaller validation set to keep phantom generation within minutes.
+            train_studies=500,
+            validation_studies=200,
+            negative_slices_per_study=48,
+            epochs=14,
         ),
         TrainingSpec(
             finding=Finding.PNEUMOTHORAX,
@@ -115,7 +121,8 @@ SPECS: dict[Finding, TrainingSpec] = {
                 "min_instances": 1,
                 "max_slice_thickness": None,
             },
-            train_studies=1600,
+            train_studies=800,
+            epochs=8,
             batch_size=32,
             negatives_per_positive=None,
         ),
