@@ -39,4 +39,6 @@ def ready_study(
             first_received_at=at,
             last_instance_at=at,
         )
-        return study_mark_ready(study=study, now=at)
+        # No triage task: a study without instances has nothing to route, and a worker writing
+        # while a transactional test flushes the database can deadlock the flush.
+        return study_mark_ready(study=study, now=at, triage=False)

@@ -36,7 +36,9 @@ def studies_stabilise(*, now: datetime | None = None) -> list[int]:
     return [study.pk for study in studies]
 
 
-def study_mark_ready(*, study: Study, now: datetime | None = None) -> WorklistItem:
+def study_mark_ready(
+    *, study: Study, now: datetime | None = None, triage: bool = True
+) -> WorklistItem:
     """Study is complete (for now): put it on the worklist and queue its triage after commit.
 
     Must run inside a transaction that holds the study row.
@@ -63,10 +65,11 @@ def study_mark_ready(*, study: Study, now: datetime | None = None) -> WorklistIt
     broadcast.worklist_item_changed(item_id=item.pk)
     logger.info("study ready study=%s reopened=%s", study.pk, study.reopened_count)
 
-    from worklist.tasks import study_triage
+    if triage:  # off only for rows made without instances (test data), which have nothing to route
+        from worklist.tasks import study_triage
 
-    study_id = study.pk
-    transaction.on_commit(lambda: study_triage.delay(study_id))
+        study_id = study.pk
+        transaction.on_commit(lambda: study_triage.delay(study_id))
     return item
 
 
