@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import numpy as np
+from django.conf import settings
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
@@ -186,4 +187,13 @@ def analytics_page(request: HttpRequest) -> HttpResponse:
         for row in rows:
             writer.writerow([getattr(row, field) for field in fields])
         return response
-    return render(request, "triage/analytics.html", {"rows": rows, "days": days})
+    return render(
+        request,
+        "triage/analytics.html",
+        {
+            "rows": rows,
+            "days": days,
+            "rate_cap": settings.ALERT_RATE_CAP,
+            "rate_window": settings.ALERT_RATE_WINDOW_MINUTES,
+        },
+    )

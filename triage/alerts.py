@@ -18,6 +18,7 @@ from django.utils import timezone
 
 from triage import broadcast
 from triage.audit import audit_record
+from triage.deliveries import alert_deliveries_decide
 from triage.findings import finding_spec
 from triage.models import Alert, AlertCounter, StaffProfile
 from triage.roles import Role, user_has_role
@@ -67,6 +68,7 @@ def alert_raise(
         escalate_at=now + timedelta(seconds=spec.ack_target_seconds),
         clinicians_notified=spec.clinicians_immediately,
     )
+    alert_deliveries_decide(alert=alert, now=now)
     audit_record(
         action="alert.raise",
         actor_id=None,
@@ -125,9 +127,12 @@ def alert_resolve(*, alert_id: int, user: Any, confirmed: bool) -> Alert:
             alert.acknowledged_from = "resolve"
         alert.state = Alert.State.CONFIRMED if confirmed else Alert.State.DISMISSED
         alert.resolved_at, alert.resolved_by = now, user
+        told_clinicians = confirmed and not alert.clinicians_notified
         if confirmed:
             alert.clinicians_notified = True
         alert.save()
+        if told_clinicians:
+            alert_deliveries_decide(alert=alert, now=now)
         audit_record(
             action="alert.confirm" if confirmed else "alert.dismiss",
             actor_id=user.pk,
@@ -159,6 +164,7 @@ def alerts_escalate_due(*, now: datetime | None = None) -> list[int]:
             alert.escalated_at = now
             alert.clinicians_notified = True
             alert.save(update_fields=["state", "tier", "escalated_at", "clinicians_notified"])
+            alert_deliveries_decide(alert=alert, now=now)
             audit_record(
                 action="alert.escalate",
                 actor_id=None,

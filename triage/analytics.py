@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from inference.models import InferenceRun
 from triage.findings import CATALOGUE, Finding
-from triage.models import Alert, Feedback, ValidationRun
+from triage.models import Alert, AlertDelivery, Feedback, ValidationRun
 from triage.operating_points import ks_two_sample
 from triage.validation import validation_arrays
 from worklist.models import WorklistItem
@@ -37,6 +37,7 @@ class FindingAnalytics:
     ack_median_s: float | None
     ack_p90_s: float | None
     escalations: int
+    held_for_digest: int  # deliveries the per-recipient rate cap held back into a digest
     flagged_claim_median_min: float | None
     flagged_read_median_min: float | None
     unflagged_claim_median_min: float | None
@@ -107,6 +108,9 @@ def finding_analytics(*, finding: str, since: datetime, until: datetime) -> Find
         ack_median_s=float(median(acks)) if acks else None,
         ack_p90_s=_quantile(acks, 0.9),
         escalations=sum(1 for alert in alerts if alert.escalated_at is not None),
+        held_for_digest=AlertDelivery.objects.filter(
+            alert__in=alerts, mode=AlertDelivery.Mode.DIGEST
+        ).count(),
         flagged_claim_median_min=_minutes(flagged_items, "claimed_at"),
         flagged_read_median_min=_minutes(flagged_items, "read_at"),
         unflagged_claim_median_min=_minutes(unflagged_items, "claimed_at"),

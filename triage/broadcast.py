@@ -19,6 +19,12 @@ logger = logging.getLogger(__name__)
 GROUP_WORKLIST = "worklist"
 GROUP_ALERTS = "alerts"
 
+
+def user_alerts_group(user_id: int) -> str:
+    """One recipient's alert sockets (digests are addressed to one person)."""
+    return f"alerts.user.{user_id}"
+
+
 _server_loop: asyncio.AbstractEventLoop | None = None
 
 
@@ -58,4 +64,10 @@ def alert_changed(*, alert_id: int, seq: int, version: str) -> None:
     broadcast_on_commit(
         GROUP_ALERTS,
         {"type": "alert.changed", "alert_id": alert_id, "seq": seq, "version": version},
+    )
+
+
+def digest_sent(*, user_id: int, digest_id: int) -> None:
+    broadcast_on_commit(
+        user_alerts_group(user_id), {"type": "alert.digest", "digest_id": digest_id}
     )

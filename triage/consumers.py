@@ -1,7 +1,9 @@
 """`/ws/alerts/`: alerts addressed to the user's roles and locations, with resume and resync.
 
 Frames in: {"type": "resume", "after": SEQ}, {"type": "resync"}, {"type": "ack", "alert_id": N,
-"screen": "dashboard"}. Frames out: {"type": "alert", "seq": ..., ...}, {"type": "error", ...}.
+"screen": "dashboard"}. Frames out: {"type": "alert", "seq": ..., "delivery": "immediate" |
+"digest", ...}, {"type": "digest", "digest_id": ..., "alerts": [...]} (the rate cap's digest, to its
+recipient only), {"type": "error", ...}.
 """
 
 from __future__ import annotations
@@ -21,14 +23,17 @@ from triage.alerts import (
     alerts_visible,
     viewer_for,
 )
-from triage.models import Alert
+from triage.deliveries import digest_frame, held_alert_ids, held_recipient_ids
+from triage.models import Alert, AlertDigest
 from triage.roles import Role, user_has_role
 
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_FORBIDDEN = 4403
 
 Scope = dict[str, Any]
-_shared_frames: dict[tuple[int, str], asyncio.Future[tuple[dict[str, Any], Scope] | None]] = {}
+# (frame, who may see it, who hears of it in a digest rather than at once)
+Loaded = tuple[dict[str, Any], Scope, frozenset[int]]
+_shared_frames: dict[tuple[int, str], asyncio.Future[Loaded | None]] = {}
 
 
 def _forget_later(key: tuple[int, str]) -> None:
@@ -36,8 +41,8 @@ def _forget_later(key: tuple[int, str]) -> None:
 
 
 @database_sync_to_async
-def _alert_frame_and_scope(alert_id: int) -> tuple[dict[str, Any], Scope] | None:
-    """The frame of one alert version and what decides who may see it."""
+def _alert_frame_and_scope(alert_id: int) -> Loaded | None:
+    """The frame of one alert version, what decides who may see it, and who was held back."""
     alert = (
         Alert.objects.select_related("study", "run", "acknowledged_by").filter(pk=alert_id).first()
     )
@@ -48,7 +53,13 @@ def _alert_frame_and_scope(alert_id: int) -> tuple[dict[str, Any], Scope] | None
         "clinicians_notified": alert.clinicians_notified,
         "location": alert.study.patient_location,
     }
-    return alert_frame(alert), scope
+    return alert_frame(alert), scope, held_recipient_ids(alert_id=alert.pk)
+
+
+def _with_delivery(frame: dict[str, Any], *, held: bool) -> dict[str, Any]:
+    """A held alert is listed quietly until it escalates; everything else interrupts."""
+    quiet = held and frame["state"] != Alert.State.ESCALATED
+    return {**frame, "delivery": "digest" if quiet else "immediate"}
 
 
 class AlertConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
@@ -65,11 +76,14 @@ class AlertConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
             return
         self.sent: set[tuple[int, str]] = set()  # (seq, state) already on this socket
         self.viewer = await database_sync_to_async(viewer_for)(user)
-        await self.channel_layer.group_add(broadcast.GROUP_ALERTS, self.channel_name)
+        self.groups_joined = [broadcast.GROUP_ALERTS, broadcast.user_alerts_group(user.pk)]
+        for group in self.groups_joined:
+            await self.channel_layer.group_add(group, self.channel_name)
         await self.accept()
 
     async def disconnect(self, code: int) -> None:
-        await self.channel_layer.group_discard(broadcast.GROUP_ALERTS, self.channel_name)
+        for group in getattr(self, "groups_joined", ()):
+            await self.channel_layer.group_discard(group, self.channel_name)
 
     async def receive_json(self, content: Any, **kwargs: Any) -> None:
         kind = content.get("type") if isinstance(content, dict) else None
@@ -108,9 +122,14 @@ class AlertConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
         loaded = await asyncio.shield(pending)  # a closing socket must not cancel the others
         if loaded is None:
             return
-        frame, scope = loaded
+        frame, scope, held = loaded
         if alert_visible(self.viewer, **scope):
-            await self._send_once(frame)
+            await self._send_once(_with_delivery(frame, held=self.scope["user"].pk in held))
+
+    async def alert_digest(self, event: dict[str, Any]) -> None:
+        frame = await self._digest(event["digest_id"])
+        if frame is not None:
+            await self.send_json(frame)
 
     async def _send_once(self, frame: dict[str, Any], *, force: bool = False) -> None:
         key = (frame["seq"], frame["state"])
@@ -123,11 +142,18 @@ class AlertConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
     def _frames(
         self, *, after_seq: int | None = None, open_only: bool = False
     ) -> list[dict[str, Any]]:
-        alerts = alerts_visible(user=self.scope["user"], after_seq=after_seq, open_only=open_only)
-        return [alert_frame(alert) for alert in alerts]
+        user = self.scope["user"]
+        alerts = alerts_visible(user=user, after_seq=after_seq, open_only=open_only)
+        held = held_alert_ids(user=user, alert_ids=[alert.pk for alert in alerts])
+        return [_with_delivery(alert_frame(alert), held=alert.pk in held) for alert in alerts]
+
+    @database_sync_to_async
+    def _digest(self, digest_id: int) -> dict[str, Any] | None:
+        digest = AlertDigest.objects.filter(pk=digest_id, user_id=self.scope["user"].pk).first()
+        return digest_frame(digest) if digest is not None else None
 
     @database_sync_to_async
     def _acknowledge(self, alert_id: int, screen: str) -> dict[str, Any]:
         alert = alert_acknowledge(alert_id=alert_id, user=self.scope["user"], screen=screen)
         alert = Alert.objects.select_related("study", "run", "acknowledged_by").get(pk=alert.pk)
-        return alert_frame(alert)
+        return _with_delivery(alert_frame(alert), held=False)

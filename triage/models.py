@@ -206,3 +206,50 @@ class ValidationCase(models.Model):
 
     def __str__(self) -> str:
         return f"{self.case}: {self.label} {self.score:.3f}"
+
+
+class AlertDigest(models.Model):
+    """Alerts held back from one recipient by the rate cap, sent to them as one notification."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="alert_digests"
+    )
+    opened_at = models.DateTimeField()
+    due_at = models.DateTimeField()
+    sent_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-opened_at"]
+        indexes = [models.Index(fields=["sent_at", "due_at"], name="digest_due_idx")]
+
+    def __str__(self) -> str:
+        return f"Digest #{self.pk} for user #{self.user_id}"
+
+
+class AlertDelivery(models.Model):
+    """How one recipient was told of one alert: interrupted at once, held for a digest by the
+    rate cap, or interrupted by its escalation (which the cap never holds back)."""
+
+    class Mode(models.TextChoices):
+        IMMEDIATE = "immediate"
+        DIGEST = "digest"
+        ESCALATION = "escalation"
+
+    alert = models.ForeignKey(Alert, on_delete=models.CASCADE, related_name="deliveries")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="alert_deliveries"
+    )
+    mode = models.CharField(max_length=16, choices=Mode.choices)
+    decided_at = models.DateTimeField()
+    digest = models.ForeignKey(
+        AlertDigest, null=True, blank=True, on_delete=models.SET_NULL, related_name="deliveries"
+    )
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["alert", "user"], name="one_delivery_per_recipient")
+        ]
+        indexes = [models.Index(fields=["user", "decided_at"], name="delivery_user_time_idx")]
+
+    def __str__(self) -> str:
+        return f"Alert {self.alert_id} to user #{self.user_id}: {self.mode}"

@@ -259,3 +259,8 @@ ALERT_CLINICIANS_IMMEDIATELY = (
     if os.environ.get("ALERT_CLINICIANS_IMMEDIATELY") is not None
     else None
 )
+# Alarm fatigue: at most ALERT_RATE_CAP interrupting alerts (banner and sound) per recipient in
+# any ALERT_RATE_WINDOW_MINUTES; alerts beyond it are listed quietly at once and rolled into one
+# digest notification when the window has passed. Escalations are never held. 0 turns it off.
+ALERT_RATE_CAP = int(os.environ.get("ALERT_RATE_CAP", "6"))
+ALERT_RATE_WINDOW_MINUTES = float(os.environ.get("ALERT_RATE_WINDOW_MINUTES", "30"))

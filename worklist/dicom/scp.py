@@ -32,6 +32,7 @@ from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 from pynetdicom.transport import ThreadedAssociationServer
 
 from triage.alerts import alerts_escalate_due
+from triage.deliveries import alert_digests_send_due
 from worklist import storage
 from worklist.dicom import status
 from worklist.dicom.header import part10_header
@@ -240,11 +241,13 @@ def listener_start(
 
 def stabiliser_loop(*, stop: threading.Event, interval: float = 1.0) -> None:
     """The periodic duties beside the listener: studies become ready as their quiet period
-    passes, and unacknowledged alerts escalate (Celery beat runs the same in production)."""
+    passes, unacknowledged alerts escalate and due digests go out (Celery beat runs the same in
+    production)."""
     while not stop.is_set():
         try:
             studies_stabilise()
             alerts_escalate_due()
+            alert_digests_send_due()
         except Exception:
             logger.exception("periodic duties failed; retrying")
         finally:

@@ -23,6 +23,12 @@ class Command(BaseCommand):
         parser.add_argument(
             "--train-studies", type=int, default=None, help="default: the shipped value"
         )
+        parser.add_argument(
+            "--validation-studies", type=int, default=None, help="default: the shipped value"
+        )
+        parser.add_argument(
+            "--test-studies", type=int, default=None, help="default: the shipped value (>= 500)"
+        )
         parser.add_argument("--out", type=Path, default=None, help="output model folder")
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -43,6 +49,8 @@ class Command(BaseCommand):
             seed=DEFAULT_SEED if options["seed"] is None else options["seed"],
             epochs=options["epochs"],
             train_studies=options["train_studies"],
+            validation_studies=options["validation_studies"],
+            test_studies=options["test_studies"],
             out=options["out"],
             log=log,
         )

@@ -12,6 +12,7 @@
   var canResolve = table ? table.dataset.canResolve === "1" : false;
   var state = { worklist: "connecting", alerts: "connecting" };
   var alerts = {};  // seq -> latest frame
+  var digests = [];  // digest frames received (the rate cap's held alerts), until closed
   var lastSeq = Number(sessionStorage.getItem("alerts.lastSeq") || 0);
   var muted = localStorage.getItem("alerts.muted") === "1";
 
@@ -124,9 +125,60 @@
     var open = Object.keys(alerts).map(function (key) { return alerts[key]; })
       .filter(function (frame) { return frame.state === "open" || frame.state === "escalated"; })
       .sort(function (a, b) { return a.seq - b.seq; });
+    var loud = open.filter(function (frame) { return frame.delivery !== "digest"; });
+    var quiet = open.filter(function (frame) { return frame.delivery === "digest"; });
     banner.innerHTML = "";
-    banner.hidden = open.length === 0;
-    open.forEach(function (frame) {
+    banner.hidden = open.length === 0 && digests.length === 0;
+    digests.forEach(function (digest) {
+      var card = document.createElement("section");
+      card.className = "digest";
+      card.dataset.digestId = digest.digest_id;
+      card.setAttribute("aria-label", "Alert digest");
+      card.appendChild(text("h2", "", "Digest: " + digest.alerts.length + " alert" +
+        (digest.alerts.length === 1 ? "" : "s") + " held by the rate cap (" + digest.rate_cap +
+        " per " + digest.window_minutes + " min)"));
+      var list = document.createElement("ul");
+      digest.alerts.forEach(function (item) {
+        var entry = document.createElement("li");
+        var link = text("a", "", item.label + " · " + (item.accession_number || "no accession") +
+          " · " + (item.patient_location || "location unknown") + " · " + item.state);
+        link.href = "/worklist/studies/" + item.study_id + "/";
+        entry.appendChild(link);
+        list.appendChild(entry);
+      });
+      card.appendChild(list);
+      var dismiss = text("button", "", "Close digest");
+      dismiss.type = "button";
+      dismiss.addEventListener("click", function () {
+        digests = digests.filter(function (other) { return other !== digest; });
+        renderBanner();
+      });
+      card.appendChild(dismiss);
+      banner.appendChild(card);
+    });
+    if (quiet.length) {
+      var held = document.createElement("section");
+      held.className = "held";
+      held.setAttribute("aria-label", "Alerts held for a digest");
+      held.appendChild(text("h2", "", quiet.length + " more alert" + (quiet.length === 1 ? "" : "s") +
+        " listed quietly (rate cap); a digest follows"));
+      quiet.forEach(function (frame) {
+        var row = document.createElement("p");
+        row.dataset.seq = frame.seq;
+        row.appendChild(text("span", "", "AI flag: " + frame.label + " · " + frame.modality + " · " +
+          (frame.accession_number || "no accession") + " · " + (frame.patient_location || "location unknown") + " "));
+        var ackQuiet = text("button", "", "Acknowledge");
+        ackQuiet.type = "button";
+        ackQuiet.addEventListener("click", function () { acknowledge(frame); });
+        row.appendChild(ackQuiet);
+        var studyLink = text("a", "viewer", "Open study");
+        studyLink.href = "/worklist/studies/" + frame.study_id + "/";
+        row.appendChild(studyLink);
+        held.appendChild(row);
+      });
+      banner.appendChild(held);
+    }
+    loud.forEach(function (frame) {
       var card = document.createElement("section");
       card.className = "critical " + frame.state;
       card.dataset.seq = frame.seq;
@@ -176,6 +228,12 @@
       if (lastSeq > 0) ws.send(JSON.stringify({ type: "resync" }));
     },
     message: function (frame) {
+      if (frame.type === "digest") {
+        digests.push(frame);
+        beep();
+        renderBanner();
+        return;
+      }
       if (frame.type !== "alert") return;
       var known = alerts[frame.seq];
       alerts[frame.seq] = frame;
@@ -183,7 +241,8 @@
         lastSeq = frame.seq;
         sessionStorage.setItem("alerts.lastSeq", String(lastSeq));
       }
-      if ((!known || known.state !== frame.state) && (frame.state === "open" || frame.state === "escalated")) beep();
+      var loudNow = frame.delivery !== "digest" && (frame.state === "open" || frame.state === "escalated");
+      if ((!known || known.state !== frame.state) && loudNow) beep();
       renderBanner();
       refreshInbox();
     },
