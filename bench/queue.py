@@ -53,6 +53,7 @@ most 1.1x FIFO's longest wait.
 
 Run: .venv/bin/python bench/queue.py [--json] [--seed S] [--seeds N] [--days D]
                                      [--radiologists R] [--utilisation U] [--ed-fraction F]
+                                     [--targets STAT=M,HIGH=M,ROUTINE=M,ED=M]
 """
 
 from __future__ import annotations
@@ -840,7 +841,18 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--models-dir", type=Path, default=MODELS_DIR, help="where the model cards are"
     )
+    parser.add_argument(
+        "--targets",
+        default="",
+        help="what-if class targets in minutes, e.g. STAT=240,HIGH=240,ROUTINE=240,ED=240 "
+        "(as a site would set WORKLIST_PRIORITY_TARGET_MINUTES / WORKLIST_ED_TARGET_MINUTES); "
+        "default: the product's defaults",
+    )
     args = parser.parse_args(argv)
+    try:
+        args.targets = targets_parse(args.targets)
+    except ValueError as error:
+        parser.error(str(error))
     if args.seeds < 1 or args.days <= 0 or args.radiologists < 1:
         parser.error("--seeds, --days and --radiologists must be positive")
     if not 0.0 <= args.amplitude <= 1.0 or not 0.0 <= args.ed_fraction <= 1.0:
@@ -848,8 +860,41 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return args
 
 
+def targets_parse(text: str) -> dict[str, int]:
+    """'STAT=240,ED=90' -> {"STAT": 240, "ED": 90}; keys: the priorities and ED."""
+    targets: dict[str, int] = {}
+    for part in filter(None, (piece.strip() for piece in text.split(","))):
+        key, _, value = part.partition("=")
+        key = key.strip().upper()
+        if key not in (*PRIORITIES, "ED") or not value.strip().isdigit() or int(value) <= 0:
+            raise ValueError(f"--targets: {part!r} is not one of {PRIORITIES + ('ED',)}=MINUTES")
+        targets[key] = int(value)
+    return targets
+
+
+def targets_apply(targets: dict[str, int]) -> dict[str, int]:
+    """Replace the defaults for this run (the printed assumptions read the same constants);
+    returns what they were, for targets_apply to put back."""
+    global ED_TARGET_MINUTES
+    before = {**PRIORITY_TARGET_MINUTES, "ED": ED_TARGET_MINUTES}
+    for key, minutes in targets.items():
+        if key == "ED":
+            ED_TARGET_MINUTES = minutes
+        else:
+            PRIORITY_TARGET_MINUTES[key] = minutes
+    return {key: before[key] for key in targets}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    defaults = targets_apply(args.targets)
+    try:
+        return run(args)
+    finally:
+        targets_apply(defaults)
+
+
+def run(args: argparse.Namespace) -> int:
     began = time.perf_counter()
     utilisation = None if args.per_day is not None else args.utilisation
     per_day = (

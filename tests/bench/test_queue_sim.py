@@ -288,3 +288,33 @@ def test_table_output_runs(capsys: pytest.CaptureFixture[str]) -> None:
     out = capsys.readouterr().out
     assert "true-positive critical" in out
     assert "over 2 seeds" in out
+
+
+def test_what_if_targets_are_used_for_the_run_and_put_back(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    defaults = dict(sim.PRIORITY_TARGET_MINUTES)
+    flags_only = "STAT=240,HIGH=240,ROUTINE=240,ED=240"
+    assert sim.main(["--json", "--seed", "4", "--seeds", "20", "--targets", flags_only]) == 0
+    what_if = json.loads(capsys.readouterr().out)
+    assert what_if["assumptions"]["priority_target_minutes"] == {
+        "STAT": 240,
+        "HIGH": 240,
+        "ROUTINE": 240,
+    }
+    assert what_if["assumptions"]["ed_target_minutes"] == 240
+    assert (sim.PRIORITY_TARGET_MINUTES, sim.ED_TARGET_MINUTES) == (defaults, 60)
+    assert sim.main(["--json", "--seed", "4", "--seeds", "20"]) == 0
+    default = json.loads(capsys.readouterr().out)
+    # With equal class targets only AI flags reorder the list: no class starves.
+    assert (
+        what_if["seeds_summary"]["max_wait_ranked"]["median"]
+        < default["seeds_summary"]["max_wait_ranked"]["median"]
+    )
+
+
+def test_bad_targets_are_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        sim.main(["--targets", "URGENT=5"])
+    assert exit_info.value.code == 2
+    assert "is not one of" in capsys.readouterr().err
