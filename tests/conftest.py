@@ -23,6 +23,18 @@ from django.db import connection
 
 from triage.roles import Role, roles_ensure
 
+CHROMIUM = "/usr/bin/chromium"  # Debian's, installed by deploy/bootstrap-dev.sh --test
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--autoplay-policy=no-user-gesture-required",
+]
+
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "test-artifacts"
 
@@ -247,3 +259,20 @@ def asgi_server(transactional_db: None, tmp_path: Path) -> Iterator[int]:
     process, port = asgi_server_start(tmp_path)
     yield port
     process_stop(process)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """Headless Chromium through Playwright, one per test module."""
+    from playwright.sync_api import sync_playwright
+
+    # Playwright's sync API keeps an asyncio loop running in this thread; Django would then
+    # refuse the tests' own (synchronous) database access. Allow it while the browser is open.
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+        with sync_playwright() as playwright:
+            chromium = playwright.chromium.launch(
+                executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
+            )
+            yield chromium
+            chromium.close()

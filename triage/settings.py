@@ -264,3 +264,7 @@ ALERT_CLINICIANS_IMMEDIATELY = (
 # digest notification when the window has passed. Escalations are never held. 0 turns it off.
 ALERT_RATE_CAP = int(os.environ.get("ALERT_RATE_CAP", "6"))
 ALERT_RATE_WINDOW_MINUTES = float(os.environ.get("ALERT_RATE_WINDOW_MINUTES", "30"))
+if ALERT_RATE_CAP < 0 or ALERT_RATE_WINDOW_MINUTES <= 0:
+    raise ImproperlyConfigured(
+        "ALERT_RATE_CAP must be 0 (off) or more and ALERT_RATE_WINDOW_MINUTES above 0."
+    )

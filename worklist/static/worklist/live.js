@@ -208,6 +208,10 @@
       card.appendChild(body);
       banner.appendChild(card);
     });
+    // Interrupting alerts first; the quiet list and digests below them.
+    banner.querySelectorAll("section.held, section.digest").forEach(function (node) {
+      banner.appendChild(node);
+    });
   }
 
   var inboxTimer = null;
