@@ -138,3 +138,25 @@ def test_cap_zero_turns_it_off(users, settings):
     assert not AlertDelivery.objects.filter(mode="digest").exists()
     assert not AlertDigest.objects.exists()
     assert AlertDelivery.objects.filter(user=users.radiologist, mode="immediate").count() == 5
+
+
+def test_analytics_count_the_held_deliveries(users, cap_of_two):
+    from triage.analytics import finding_analytics
+
+    for _ in range(3):
+        raise_alert()
+    row = finding_analytics(
+        finding="intracranial_hemorrhage",
+        since=timezone.now() - timedelta(days=1),
+        until=timezone.now() + timedelta(minutes=1),
+    )
+    # Three recipients (two radiologists on duty, the administrator), each held once.
+    assert (row.alerts, row.held_for_digest) == (3, 3)
+    assert (
+        finding_analytics(
+            finding="pneumothorax",
+            since=timezone.now() - timedelta(days=1),
+            until=timezone.now() + timedelta(minutes=1),
+        ).held_for_digest
+        == 0
+    )
