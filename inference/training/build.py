@@ -29,6 +29,7 @@ from inference.training.evaluate import (
     onnx_session,
     studies_predict,
     subtype_sensitivity,
+    subtype_specificity,
     validation_summary,
 )
 from inference.training.export import model_export
@@ -88,8 +89,13 @@ def training_data_text(
         f"(subtypes: {subtype_text})."
     )
     if spec.is_ct:
+        positives = (
+            "every positive slice"
+            if spec.positive_slices_per_study is None
+            else f"up to {spec.positive_slices_per_study} evenly spaced positive slices"
+        )
         text += (
-            f" Trained on slices: a pool of every positive slice and up to "
+            f" Trained on slices: a pool of {positives} and up to "
             f"{spec.negative_slices_per_study} negative slices per study ({slices} in all); each "
             f"epoch drew {spec.negatives_per_positive} negatives per positive, "
             f"{spec.hard_fraction:.0%} of them the pool's hardest."
@@ -205,6 +211,9 @@ def model_build(
             **metrics,
             "bootstrap": f"{BOOTSTRAP_RESAMPLES} stratified resamples, percentile intervals",
             "sensitivity_by_subtype": subtype_sensitivity(
+                held_out, method=aggregation, threshold=threshold
+            ),
+            "specificity_by_subtype": subtype_specificity(
                 held_out, method=aggregation, threshold=threshold
             ),
         }

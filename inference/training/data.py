@@ -140,8 +140,9 @@ def training_set(
     seed: int,
     log: Log,
 ) -> TrainingSet:
-    """Training inputs: every positive slice of a CT study plus a seeded sample of its negative
-    slices (the pool that training draws negatives from), or the one image of a radiograph."""
+    """Training inputs: the positive slices of a CT study (all, or evenly spaced up to the spec's
+    limit) plus a seeded sample of its negative slices (the pool that training draws negatives
+    from), or the one image of a radiograph."""
     rng = np.random.default_rng(seed)
     inputs: list[np.ndarray] = []
     targets: list[np.ndarray] = []
@@ -158,7 +159,14 @@ def training_set(
                 size=min(spec.negative_slices_per_study, negative_slices.size),
                 replace=False,
             )
-            chosen = np.sort(np.concatenate([np.flatnonzero(study.targets), sampled]))
+            positive_slices = np.flatnonzero(study.targets)
+            limit = spec.positive_slices_per_study
+            if limit is not None and positive_slices.size > limit:
+                # Evenly spaced through the lesion: neighbouring thin slices are near-duplicates.
+                positive_slices = positive_slices[
+                    np.round(np.linspace(0, positive_slices.size - 1, limit)).astype(int)
+                ]
+            chosen = np.sort(np.concatenate([positive_slices, sampled]))
         else:
             chosen = np.arange(study.targets.size)
         inputs.append(study.inputs[chosen])

@@ -88,6 +88,23 @@ def subtype_sensitivity(
     return result
 
 
+def subtype_specificity(
+    predictions: StudyPredictions, *, method: str, threshold: float
+) -> dict[str, dict[str, Any]]:
+    """Specificity per phantom subtype of the negative studies (which mimic causes alarms)."""
+    scores = predictions.scores(method)
+    subtypes = np.asarray(predictions.subtypes)
+    negative = ~predictions.positive
+    result: dict[str, dict[str, Any]] = {}
+    for subtype in sorted(set(subtypes[negative].tolist())):
+        chosen = (subtypes == subtype) & negative
+        result[subtype] = {
+            "negatives": int(chosen.sum()),
+            "specificity": round(float((scores[chosen] < threshold).mean()), 4),
+        }
+    return result
+
+
 def validation_summary(
     predictions: StudyPredictions, *, method: str, threshold: float
 ) -> dict[str, Any]:

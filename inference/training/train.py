@@ -166,7 +166,8 @@ def model_train(
             scheduler.step()
             running += float(loss.detach()) * index.numel()
             seen += index.numel()
-            if (batch + 1) % report_every == 0 or batch + 1 == batches:
+            done = batch + 1
+            if done == batches or (done % report_every == 0 and batches - done > report_every // 2):
                 log(
                     f"  epoch {epoch}/{epochs} batch {batch + 1}/{batches} "
                     f"loss {running / seen:.4f} {time.monotonic() - started:.0f}s"
