@@ -1,12 +1,13 @@
 """Inference speed per shipped model: ONNX Runtime versus torch eager on the same weights.
 
-Run: .venv/bin/python bench/inference.py [--json] [--repeats 5]
+Run: .venv/bin/python bench/inference.py [--json] [--repeats 5] [--skip-end-to-end]
 Needs torch for the comparison (pip install -e ".[train]"). For each model, one phantom study is
 pre-processed exactly as a worker does; then the model part is timed with ONNX Runtime (the
 worker's session settings) and with torch eager executing the same ONNX graph and weights. Also
 timed: decode + pre-processing, and a 40-slice head CT end to end (decode to study score).
-A GPU section runs when CUDA is available to ONNX Runtime. The time from the last instance
-stored to the result stored is measured by bench/alerts.py (same path, up to the alert).
+A GPU section runs when CUDA is available to ONNX Runtime. At the end, bench/result_latency.py
+measures the time from the last instance stored to the result stored for one study of each kind
+through the real listener, Celery worker, Redis and PostgreSQL (skip with --skip-end-to-end).
 """
 
 from __future__ import annotations
@@ -234,6 +235,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument(
+        "--skip-end-to-end",
+        action="store_true",
+        help="skip last instance -> result per kind (needs DCMTK, PostgreSQL, Redis)",
+    )
     options = parser.parse_args()
     import logging
 
@@ -265,6 +271,8 @@ def main() -> None:
         "models": rows,
         "head_ct_40_slices_end_to_end": head,
     }
+    if not options.skip_end_to_end:
+        result["last_instance_to_result"] = result_latency(as_json=options.json)
     if options.json:
         print(json.dumps(result, indent=2))
         return
@@ -304,6 +312,29 @@ def main() -> None:
         "cuda_s" in r for r in rows
     ):
         print("GPU section: CUDA execution provider not usable on this machine; CPU only.")
+    if not options.skip_end_to_end:
+        print(result["last_instance_to_result"], end="")
+
+
+def result_latency(*, as_json: bool) -> Any:
+    """Run bench/result_latency.py in its own process (it configures Django for PostgreSQL)."""
+    import subprocess
+
+    env = {k: v for k, v in os.environ.items() if k not in ("DEBUG", "DJANGO_SETTINGS_MODULE")}
+    completed = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "bench" / "result_latency.py"),
+            *(["--json"] if as_json else []),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if completed.returncode != 0:
+        raise SystemExit(f"bench/result_latency.py failed:\n{completed.stderr[-3000:]}")
+    return json.loads(completed.stdout) if as_json else completed.stdout
 
 
 if __name__ == "__main__":
