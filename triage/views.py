@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
@@ -11,6 +12,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from triage.alerts import AlertNotAllowed, alert_acknowledge, alerts_visible
+from triage.deliveries import held_alert_ids
 from triage.feedback import FeedbackRefused, feedback_record
 from triage.models import Alert
 from triage.roles import Role
@@ -23,7 +25,14 @@ def _inbox_context(request: HttpRequest) -> dict[str, Any]:
     alerts = alerts_visible(user=request.user)
     open_alerts = [alert for alert in alerts if alert.state in Alert.OPEN_STATES]
     history = [alert for alert in reversed(alerts) if alert.state not in Alert.OPEN_STATES]
-    return {"open_alerts": open_alerts, "history": history[:50]}
+    held = held_alert_ids(user=request.user, alert_ids=[alert.pk for alert in open_alerts])
+    return {
+        "open_alerts": open_alerts,
+        "history": history[:50],
+        "held": held,
+        "rate_cap": settings.ALERT_RATE_CAP,
+        "rate_window": settings.ALERT_RATE_WINDOW_MINUTES,
+    }
 
 
 @role_required(*INBOX_ROLES)

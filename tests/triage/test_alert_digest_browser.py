@@ -15,6 +15,7 @@ from tests.conftest import ROOT, asgi_server_start, process_stop
 from tests.triage.test_alerts import raise_alert
 from tests.triage.test_live_e2e import sign_in
 from triage.deliveries import alert_digests_send_due
+from triage.models import StaffProfile
 
 ARTIFACTS = ROOT / "test-artifacts"
 
@@ -40,6 +41,13 @@ def test_alerts_over_the_cap_are_listed_quietly_then_digested(browser, users, se
         page.set_default_timeout(20_000)
         sign_in(page, base, users.radiologist, "/worklist/")
         expect(page.locator("#connection")).to_have_text("● Live")
+        # The ED clinician hears of hemorrhage alerts at once, and is capped too.
+        StaffProfile.objects.create(user=users.clinician, locations="ED")
+        tablet = browser.new_context(viewport={"width": 820, "height": 1180})
+        inbox = tablet.new_page()
+        inbox.set_default_timeout(20_000)
+        sign_in(inbox, base, users.clinician, "/alerts/")
+        expect(inbox.locator("#connection")).to_have_text("● Live")
 
         first, second, third = (
             off_loop(raise_alert, location=location)
@@ -56,17 +64,28 @@ def test_alerts_over_the_cap_are_listed_quietly_then_digested(browser, users, se
         expect(held).to_contain_text(accessions[1])
         expect(held).to_contain_text(accessions[2])
 
+        open_rows = inbox.locator("#inbox li.open")
+        expect(open_rows).to_have_count(3)
+        expect(inbox.locator("#inbox li.open.held")).to_have_count(2)
+        expect(inbox.locator("#inbox li.open.held").first).to_contain_text("Listed quietly")
+
         off_loop(alert_digests_send_due, now=timezone.now() + timedelta(minutes=16))
         digest = page.locator("#alert-banner section.digest")
         expect(digest).to_contain_text("Digest: 2 alerts held by the rate cap (1 per 15 min)")
         expect(digest.locator("li")).to_have_count(2)
         ARTIFACTS.mkdir(exist_ok=True)
         page.screenshot(path=ARTIFACTS / "dashboard-digest-1920.png")
+        inbox_digest = inbox.locator("#digest-box section.digest")
+        expect(inbox_digest).to_contain_text("Digest: 2 alerts held by the rate cap")
+        expect(inbox_digest.locator("li")).to_have_count(2)
+        expect(inbox_digest.locator("a")).to_have_count(0)  # study pages are not for clinicians
+        inbox.screenshot(path=ARTIFACTS / "inbox-digest-tablet.png")
 
         # Acknowledging a quietly listed alert works like any other.
         held.get_by_role("button", name="Acknowledge").first.click()
         expect(held).to_contain_text("1 more alert listed quietly")
         expect(loud).to_contain_text(accessions[0])
         context.close()
+        tablet.close()
     finally:
         process_stop(server)

@@ -7,6 +7,7 @@
   var table = document.getElementById("worklist");
   var inbox = document.getElementById("inbox");
   var banner = document.getElementById("alert-banner");
+  var digestBox = document.getElementById("digest-box");
   var indicator = document.getElementById("connection");
   var muteButton = document.getElementById("mute");
   var canResolve = table ? table.dataset.canResolve === "1" : false;
@@ -120,15 +121,7 @@
     });
   }
 
-  function renderBanner() {
-    if (!banner) return;
-    var open = Object.keys(alerts).map(function (key) { return alerts[key]; })
-      .filter(function (frame) { return frame.state === "open" || frame.state === "escalated"; })
-      .sort(function (a, b) { return a.seq - b.seq; });
-    var loud = open.filter(function (frame) { return frame.delivery !== "digest"; });
-    var quiet = open.filter(function (frame) { return frame.delivery === "digest"; });
-    banner.innerHTML = "";
-    banner.hidden = open.length === 0 && digests.length === 0;
+  function renderDigests(container, withLinks) {
     digests.forEach(function (digest) {
       var card = document.createElement("section");
       card.className = "digest";
@@ -140,10 +133,15 @@
       var list = document.createElement("ul");
       digest.alerts.forEach(function (item) {
         var entry = document.createElement("li");
-        var link = text("a", "", item.label + " · " + (item.accession_number || "no accession") +
-          " · " + (item.patient_location || "location unknown") + " · " + item.state);
-        link.href = "/worklist/studies/" + item.study_id + "/";
-        entry.appendChild(link);
+        var words = item.label + " · " + (item.accession_number || "no accession") + " · " +
+          (item.patient_location || "location unknown") + " · " + item.state;
+        if (withLinks) {  // study pages are for radiologists and administrators
+          var link = text("a", "", words);
+          link.href = "/worklist/studies/" + item.study_id + "/";
+          entry.appendChild(link);
+        } else {
+          entry.textContent = words;
+        }
         list.appendChild(entry);
       });
       card.appendChild(list);
@@ -154,8 +152,25 @@
         renderBanner();
       });
       card.appendChild(dismiss);
-      banner.appendChild(card);
+      container.appendChild(card);
     });
+  }
+
+  function renderBanner() {
+    if (digestBox) {  // the inbox: digests only, the alerts are its list
+      digestBox.innerHTML = "";
+      digestBox.hidden = digests.length === 0;
+      renderDigests(digestBox, false);
+    }
+    if (!banner) return;
+    var open = Object.keys(alerts).map(function (key) { return alerts[key]; })
+      .filter(function (frame) { return frame.state === "open" || frame.state === "escalated"; })
+      .sort(function (a, b) { return a.seq - b.seq; });
+    var loud = open.filter(function (frame) { return frame.delivery !== "digest"; });
+    var quiet = open.filter(function (frame) { return frame.delivery === "digest"; });
+    banner.innerHTML = "";
+    banner.hidden = open.length === 0 && digests.length === 0;
+    renderDigests(banner, true);
     if (quiet.length) {
       var held = document.createElement("section");
       held.className = "held";
