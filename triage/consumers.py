@@ -23,7 +23,7 @@ from triage.alerts import (
     alerts_visible,
     viewer_for,
 )
-from triage.deliveries import digest_frame, held_alert_ids, held_recipient_ids
+from triage.deliveries import digest_frame, held_alert_ids, held_recipient_ids, recent_digests
 from triage.models import Alert, AlertDigest
 from triage.roles import Role, user_has_role
 
@@ -97,6 +97,8 @@ class AlertConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
         elif kind == "resync":
             for frame in await self._frames(open_only=True):
                 await self._send_once(frame, force=True)
+            for frame in await self._recent_digests():
+                await self.send_json(frame)
         elif kind == "ack":
             alert_id = content.get("alert_id")
             if not isinstance(alert_id, int):
@@ -146,6 +148,10 @@ class AlertConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
         alerts = alerts_visible(user=user, after_seq=after_seq, open_only=open_only)
         held = held_alert_ids(user=user, alert_ids=[alert.pk for alert in alerts])
         return [_with_delivery(alert_frame(alert), held=alert.pk in held) for alert in alerts]
+
+    @database_sync_to_async
+    def _recent_digests(self) -> list[dict[str, Any]]:
+        return [digest_frame(digest) for digest in recent_digests(user=self.scope["user"])]
 
     @database_sync_to_async
     def _digest(self, digest_id: int) -> dict[str, Any] | None:

@@ -210,3 +210,13 @@ def digest_frame(digest: AlertDigest) -> dict[str, Any]:
             for delivery in deliveries
         ],
     }
+
+
+def recent_digests(*, user: Any, now: datetime | None = None) -> list[AlertDigest]:
+    """Digests sent to `user` within the last window: a dashboard that (re)connects shows them."""
+    now = now or timezone.now()
+    return list(
+        AlertDigest.objects.filter(
+            user_id=user.pk, sent_at__isnull=False, sent_at__gte=now - rate_window()
+        ).order_by("sent_at")
+    )

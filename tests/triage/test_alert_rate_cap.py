@@ -160,3 +160,16 @@ def test_analytics_count_the_held_deliveries(users, cap_of_two):
         ).held_for_digest
         == 0
     )
+
+
+async def test_a_dashboard_that_connects_later_is_sent_the_last_windows_digests(users, cap_of_two):
+    for _ in range(3):
+        await sync_to_async(raise_alert)()
+    await sync_to_async(alert_digests_send_due)(now=timezone.now() + timedelta(minutes=16))
+
+    socket, _, _ = await connect("/ws/alerts/", users.radiologist)
+    await socket.send_json_to({"type": "resync"})
+    frames = [await socket.receive_json_from(timeout=5) for _ in range(4)]
+    digests = [frame for frame in frames if frame["type"] == "digest"]
+    assert len(digests) == 1 and len(digests[0]["alerts"]) == 1
+    await socket.disconnect()

@@ -14,6 +14,8 @@
   var state = { worklist: "connecting", alerts: "connecting" };
   var alerts = {};  // seq -> latest frame
   var digests = [];  // digest frames received (the rate cap's held alerts), until closed
+  var seenDigests = {};  // digest_id -> true: shown on this page already (sound once)
+  var closedDigests = JSON.parse(sessionStorage.getItem("alerts.closedDigests") || "[]");
   var lastSeq = Number(sessionStorage.getItem("alerts.lastSeq") || 0);
   var muted = localStorage.getItem("alerts.muted") === "1";
 
@@ -149,6 +151,8 @@
       dismiss.type = "button";
       dismiss.addEventListener("click", function () {
         digests = digests.filter(function (other) { return other !== digest; });
+        closedDigests.push(digest.digest_id);
+        sessionStorage.setItem("alerts.closedDigests", JSON.stringify(closedDigests.slice(-50)));
         renderBanner();
       });
       card.appendChild(dismiss);
@@ -248,6 +252,9 @@
     },
     message: function (frame) {
       if (frame.type === "digest") {
+        // A resync re-sends the last window's digests: show each once, sound only when new.
+        if (seenDigests[frame.digest_id] || closedDigests.indexOf(frame.digest_id) !== -1) return;
+        seenDigests[frame.digest_id] = true;
         digests.push(frame);
         beep();
         renderBanner();
