@@ -84,7 +84,14 @@ def _interruptions_since(user_ids: Iterable[int], since: datetime) -> dict[int, 
 
 
 def _open_digest(*, user_id: int, now: datetime) -> AlertDigest:
-    digest = AlertDigest.objects.filter(user_id=user_id, sent_at=None).order_by("pk").first()
+    # Locked: a digest being sent right now is waited for and then no longer open, so a held
+    # alert never joins a digest that has already gone out.
+    digest = (
+        AlertDigest.objects.select_for_update()
+        .filter(user_id=user_id, sent_at=None)
+        .order_by("pk")
+        .first()
+    )
     if digest is None:
         digest = AlertDigest.objects.create(
             user_id=user_id, opened_at=now, due_at=now + rate_window()
