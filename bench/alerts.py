@@ -249,12 +249,14 @@ def log_problems(
 # --------------------------------------------------------------------------- setup
 
 
-def bench_environment(work: Path, quiet: float, redis_db: int) -> dict[str, str]:
+def bench_environment(
+    work: Path, quiet: float, redis_db: int, database: str = DB_NAME
+) -> dict[str, str]:
     env = {
         "DJANGO_SETTINGS_MODULE": "triage.settings",
         "DEBUG": "0",
         "SECRET_KEY": "bench",
-        "DATABASE_URL": f"postgres://postgres@127.0.0.1:5432/{DB_NAME}",
+        "DATABASE_URL": f"postgres://postgres@127.0.0.1:5432/{database}",
         "REDIS_URL": f"redis://127.0.0.1:6379/{redis_db}",
         "DICOM_STORAGE_DIR": str(work / "storage"),
         "DICOM_ALLOWED_AE_TITLES": CALLING_AE,
@@ -270,9 +272,9 @@ def bench_environment(work: Path, quiet: float, redis_db: int) -> dict[str, str]
     return env
 
 
-def database_reset(env: dict[str, str]) -> None:
-    run_checked([*PG, "-c", f"DROP DATABASE IF EXISTS {DB_NAME} WITH (FORCE)"])
-    run_checked([*PG, "-c", f"CREATE DATABASE {DB_NAME}"])
+def database_reset(env: dict[str, str], database: str = DB_NAME) -> None:
+    run_checked([*PG, "-c", f"DROP DATABASE IF EXISTS {database} WITH (FORCE)"])
+    run_checked([*PG, "-c", f"CREATE DATABASE {database}"])
     run_checked(
         [sys.executable, str(REPO / "manage.py"), "migrate", "-v0"], env={**os.environ, **env}
     )

@@ -40,12 +40,11 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from bench.alerts import (  # noqa: E402
-    PG,
     BenchError,
     bench_environment,
+    database_reset,
     free_port,
     redis_flush,
-    run_checked,
     start_processes,
     stop_all,
     storescu_send,
@@ -61,14 +60,6 @@ KINDS = (
     ("pneumothorax", "chest radiograph"),
     ("fracture", "C-spine CT"),
 )
-
-
-def database_reset(env: dict[str, str]) -> None:
-    run_checked([*PG, "-c", f"DROP DATABASE IF EXISTS {DB_NAME} WITH (FORCE)"])
-    run_checked([*PG, "-c", f"CREATE DATABASE {DB_NAME}"])
-    run_checked(
-        [sys.executable, str(REPO / "manage.py"), "migrate", "-v0"], env={**os.environ, **env}
-    )
 
 
 def phantom_files(finding: str, seed: int, root: Path) -> tuple[str, list[Path]]:
@@ -152,14 +143,13 @@ def main(argv: list[str] | None = None) -> int:
         print(line, file=sys.stderr, flush=True)
 
     work = Path(tempfile.mkdtemp(prefix="bench-latency-"))
-    env = bench_environment(work, args.quiet, REDIS_DB)
-    env["DATABASE_URL"] = f"postgres://postgres@127.0.0.1:5432/{DB_NAME}"
+    env = bench_environment(work, args.quiet, REDIS_DB, DB_NAME)
     env["INFERENCE_THREADS"] = "2"
     os.environ.update(env)  # this process reads the same database
     started = None
     rows: list[dict[str, Any]] = []
     try:
-        database_reset(env)
+        database_reset(env, DB_NAME)
         redis_flush(env["REDIS_URL"])
         import django
 

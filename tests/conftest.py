@@ -23,6 +23,23 @@ from django.db import connection
 
 from triage.roles import Role, roles_ensure
 
+# One Celery worker process for both queues, as in the demo (solo pool: a kill test kills it).
+CELERY_WORKER_COMMAND = [
+    sys.executable,
+    "-m",
+    "celery",
+    "-A",
+    "triage",
+    "worker",
+    "-Q",
+    "default,inference",
+    "-P",
+    "solo",
+    "--without-gossip",
+    "--without-mingle",
+    "-l",
+    "INFO",
+]
 CHROMIUM = "/usr/bin/chromium"  # Debian's, installed by deploy/bootstrap-dev.sh --test
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -169,22 +186,7 @@ def celery_worker(
     ARTIFACTS.mkdir(exist_ok=True)
     log = open(ARTIFACTS / "celery-worker.log", "wb")  # noqa: SIM115 - closed at teardown
     process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "triage",
-            "worker",
-            "-Q",
-            "default,inference",
-            "-P",
-            "solo",
-            "--without-gossip",
-            "--without-mingle",
-            "-l",
-            "INFO",
-        ],
+        CELERY_WORKER_COMMAND,
         cwd=ROOT,
         env=child_environment(),
         stdout=log,

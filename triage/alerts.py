@@ -31,7 +31,7 @@ class AlertNotAllowed(Exception):
 
 
 def _next_seq() -> int:
-    counter, _ = AlertCounter.objects.select_for_update().get_or_create(pk=1)
+    counter = AlertCounter.locked()
     counter.last_seq += 1
     counter.save(update_fields=["last_seq"])
     return counter.last_seq
@@ -194,18 +194,32 @@ class Viewer:
     locations: tuple[str, ...]
 
 
-def viewer_for(user: Any) -> Viewer:
+def viewer_of(*, roles: set[str], profile: StaffProfile | None) -> Viewer:
+    """A Viewer from the user's role names and staff profile (none: on duty, no locations)."""
+    return Viewer(
+        administrator=str(Role.ADMINISTRATOR) in roles,
+        radiologist=str(Role.RADIOLOGIST) in roles,
+        clinician=str(Role.CLINICIAN) in roles,
+        on_duty=profile.on_duty if profile is not None else True,
+        locations=tuple(profile.location_prefixes()) if profile is not None else (),
+    )
+
+
+def staff_profile_of(user: Any) -> StaffProfile | None:
     try:
         profile: StaffProfile | None = user.staff_profile
     except (StaffProfile.DoesNotExist, AttributeError):
         profile = None
-    return Viewer(
-        administrator=user_has_role(user, Role.ADMINISTRATOR),
-        radiologist=user_has_role(user, Role.RADIOLOGIST),
-        clinician=user_has_role(user, Role.CLINICIAN),
-        on_duty=profile.on_duty if profile is not None else True,
-        locations=tuple(profile.location_prefixes()) if profile is not None else (),
-    )
+    return profile
+
+
+def viewer_for(user: Any) -> Viewer:
+    roles = {
+        str(role)
+        for role in (Role.ADMINISTRATOR, Role.RADIOLOGIST, Role.CLINICIAN)
+        if user_has_role(user, role)
+    }
+    return viewer_of(roles=roles, profile=staff_profile_of(user))
 
 
 def alert_visible(viewer: Viewer, *, tier: int, clinicians_notified: bool, location: str) -> bool:

@@ -40,7 +40,7 @@ def rate_window() -> timedelta:
 
 def alert_recipients(*, alert: Alert) -> list[Any]:
     """Active staff who may see `alert` now (the same rule the sockets apply)."""
-    from triage.alerts import Viewer, alert_visible
+    from triage.alerts import alert_visible, staff_profile_of, viewer_of
 
     users = (
         get_user_model()
@@ -51,25 +51,18 @@ def alert_recipients(*, alert: Alert) -> list[Any]:
         .order_by("pk")
     )
     location = alert.study.patient_location
-    recipients = []
-    for user in users:
-        names = {group.name for group in user.groups.all()}
-        profile = getattr(user, "staff_profile", None)
-        viewer = Viewer(
-            administrator=str(Role.ADMINISTRATOR) in names,
-            radiologist=str(Role.RADIOLOGIST) in names,
-            clinician=str(Role.CLINICIAN) in names,
-            on_duty=profile.on_duty if profile is not None else True,
-            locations=tuple(profile.location_prefixes()) if profile is not None else (),
-        )
+    return [
+        user
+        for user in users
         if alert_visible(
-            viewer,
+            viewer_of(
+                roles={group.name for group in user.groups.all()}, profile=staff_profile_of(user)
+            ),
             tier=alert.tier,
             clinicians_notified=alert.clinicians_notified,
             location=location,
-        ):
-            recipients.append(user)
-    return recipients
+        )
+    ]
 
 
 def _interruptions_since(user_ids: Iterable[int], since: datetime) -> dict[int, int]:
@@ -106,7 +99,7 @@ def alert_deliveries_decide(*, alert: Alert, now: datetime | None = None) -> lis
     alerts decided at once never both take a recipient's last interruption.
     """
     now = now or timezone.now()
-    AlertCounter.objects.select_for_update().get_or_create(pk=1)
+    AlertCounter.locked()
     told = set(AlertDelivery.objects.filter(alert=alert).values_list("user_id", flat=True))
     new = [user for user in alert_recipients(alert=alert) if user.pk not in told]
     if not new:

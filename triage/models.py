@@ -53,6 +53,13 @@ class AlertCounter(models.Model):
     def __str__(self) -> str:
         return f"Alert counter at {self.last_seq}"
 
+    @classmethod
+    def locked(cls) -> AlertCounter:
+        """The row, locked until the transaction ends: alert numbering and per-recipient
+        delivery decisions are serialised on it."""
+        counter, _ = cls.objects.select_for_update().get_or_create(pk=1)
+        return counter
+
 
 class Alert(models.Model):
     class State(models.TextChoices):

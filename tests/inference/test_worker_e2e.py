@@ -17,7 +17,7 @@ from pydicom.uid import RLELossless
 
 from inference.models import InferenceRun
 from inference.phantoms import phantom_generate, phantom_write
-from tests.conftest import ROOT, child_environment
+from tests.conftest import CELERY_WORKER_COMMAND, ROOT, child_environment
 from tests.dicom_peers import storescu
 from tests.worklist.test_dicom_listener import wait_until
 from triage.findings import Finding, finding_spec
@@ -133,22 +133,7 @@ def test_corrupt_pixel_payload_shows_ai_failed(
 
 def _start_worker(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "triage",
-            "worker",
-            "-Q",
-            "default,inference",
-            "-P",
-            "solo",
-            "--without-gossip",
-            "--without-mingle",
-            "-l",
-            "INFO",
-        ],
+        CELERY_WORKER_COMMAND,
         cwd=ROOT,
         env=env,
         stdout=open(log, "wb"),

@@ -174,29 +174,6 @@
     var quiet = open.filter(function (frame) { return frame.delivery === "digest"; });
     banner.innerHTML = "";
     banner.hidden = open.length === 0 && digests.length === 0;
-    renderDigests(banner, true);
-    if (quiet.length) {
-      var held = document.createElement("section");
-      held.className = "held";
-      held.setAttribute("aria-label", "Alerts held for a digest");
-      held.appendChild(text("h2", "", quiet.length + " more alert" + (quiet.length === 1 ? "" : "s") +
-        " listed quietly (rate cap); a digest follows"));
-      quiet.forEach(function (frame) {
-        var row = document.createElement("p");
-        row.dataset.seq = frame.seq;
-        row.appendChild(text("span", "", "AI flag: " + frame.label + " · " + frame.modality + " · " +
-          (frame.accession_number || "no accession") + " · " + (frame.patient_location || "location unknown") + " "));
-        var ackQuiet = text("button", "", "Acknowledge");
-        ackQuiet.type = "button";
-        ackQuiet.addEventListener("click", function () { acknowledge(frame); });
-        row.appendChild(ackQuiet);
-        var studyLink = text("a", "viewer", "Open study");
-        studyLink.href = "/worklist/studies/" + frame.study_id + "/";
-        row.appendChild(studyLink);
-        held.appendChild(row);
-      });
-      banner.appendChild(held);
-    }
     loud.forEach(function (frame) {
       var card = document.createElement("section");
       card.className = "critical " + frame.state;
@@ -227,10 +204,30 @@
       card.appendChild(body);
       banner.appendChild(card);
     });
-    // Interrupting alerts first; the quiet list and digests below them.
-    banner.querySelectorAll("section.held, section.digest").forEach(function (node) {
-      banner.appendChild(node);
-    });
+    // Below the interrupting alerts: digests, then the alerts listed quietly.
+    renderDigests(banner, true);
+    if (quiet.length) {
+      var held = document.createElement("section");
+      held.className = "held";
+      held.setAttribute("aria-label", "Alerts held for a digest");
+      held.appendChild(text("h2", "", quiet.length + " more alert" + (quiet.length === 1 ? "" : "s") +
+        " listed quietly (rate cap); a digest follows"));
+      quiet.forEach(function (frame) {
+        var row = document.createElement("p");
+        row.dataset.seq = frame.seq;
+        row.appendChild(text("span", "", "AI flag: " + frame.label + " · " + frame.modality + " · " +
+          (frame.accession_number || "no accession") + " · " + (frame.patient_location || "location unknown") + " "));
+        var ackQuiet = text("button", "", "Acknowledge");
+        ackQuiet.type = "button";
+        ackQuiet.addEventListener("click", function () { acknowledge(frame); });
+        row.appendChild(ackQuiet);
+        var studyLink = text("a", "viewer", "Open study");
+        studyLink.href = "/worklist/studies/" + frame.study_id + "/";
+        row.appendChild(studyLink);
+        held.appendChild(row);
+      });
+      banner.appendChild(held);
+    }
   }
 
   var inboxTimer = null;
