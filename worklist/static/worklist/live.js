@@ -160,6 +160,16 @@
     });
   }
 
+  function appendActions(container, frame) {
+    var ack = text("button", "", "Acknowledge");
+    ack.type = "button";
+    ack.addEventListener("click", function () { acknowledge(frame); });
+    container.appendChild(ack);
+    var link = text("a", "viewer", "Open study");
+    link.href = "/worklist/studies/" + frame.study_id + "/";
+    container.appendChild(link);
+  }
+
   function renderBanner() {
     if (digestBox) {  // the inbox: digests only, the alerts are its list
       digestBox.innerHTML = "";
@@ -193,13 +203,7 @@
       body.appendChild(text("p", "notice", frame.notice));
       var buttons = document.createElement("div");
       buttons.className = "actions";
-      var ack = text("button", "", "Acknowledge");
-      ack.type = "button";
-      ack.addEventListener("click", function () { acknowledge(frame); });
-      buttons.appendChild(ack);
-      var link = text("a", "viewer", "Open study");
-      link.href = "/worklist/studies/" + frame.study_id + "/";
-      buttons.appendChild(link);
+      appendActions(buttons, frame);
       body.appendChild(buttons);
       card.appendChild(body);
       banner.appendChild(card);
@@ -217,13 +221,7 @@
         row.dataset.seq = frame.seq;
         row.appendChild(text("span", "", "AI flag: " + frame.label + " · " + frame.modality + " · " +
           (frame.accession_number || "no accession") + " · " + (frame.patient_location || "location unknown") + " "));
-        var ackQuiet = text("button", "", "Acknowledge");
-        ackQuiet.type = "button";
-        ackQuiet.addEventListener("click", function () { acknowledge(frame); });
-        row.appendChild(ackQuiet);
-        var studyLink = text("a", "viewer", "Open study");
-        studyLink.href = "/worklist/studies/" + frame.study_id + "/";
-        row.appendChild(studyLink);
+        appendActions(row, frame);
         held.appendChild(row);
       });
       banner.appendChild(held);
