@@ -169,12 +169,15 @@ def inference_run_execute(*, run_id: int) -> InferenceRun:
 
 
 def _predict(*, run: InferenceRun, card: ModelCard) -> _Outcome:
-    paths = [
-        storage.storage_root() / relative
-        for relative in Instance.objects.filter(series=run.series).values_list(
-            "relative_path", flat=True
-        )
-    ]
+    try:
+        paths = [
+            storage.storage_path(relative)
+            for relative in Instance.objects.filter(series=run.series).values_list(
+                "relative_path", flat=True
+            )
+        ]
+    except storage.UnsafeStoragePath as exc:
+        raise PermanentFailure(str(exc)) from exc
     began = time.perf_counter()
     try:
         series = pipeline.decode_series(paths)
@@ -196,8 +199,10 @@ def _predict(*, run: InferenceRun, card: ModelCard) -> _Outcome:
         maps[key],
         caption=f"{card.label} - demonstration model, synthetic training data",
     )
-    relative = f"results/{run.study.study_instance_uid}/run-{run.pk}.png"
-    _write_atomically(storage.storage_root() / relative, png)
+    relative = storage.result_relative_path(
+        study_uid=run.study.study_instance_uid, run_id=run.pk, suffix=".png"
+    )
+    _write_atomically(storage.storage_path(relative), png)
     return _Outcome(
         score=score,
         threshold=threshold,

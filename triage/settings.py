@@ -238,7 +238,11 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
-    "loggers": {"pynetdicom": {"level": "WARNING"}},
+    "loggers": {
+        "pynetdicom": {"level": "WARNING"},
+        # Its UID checks on received DIMSE commands log the sender's value as it came.
+        "pynetdicom.utils": {"level": "ERROR"},
+    },
 }
 
 # --- Inference ------------------------------------------------------------------------------

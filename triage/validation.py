@@ -41,6 +41,8 @@ def labels_read(dataset: Path) -> dict[str, bool]:
             study, raw = (row.get("study") or "").strip(), (row.get("label") or "").strip().lower()
             if not study or raw not in {"1", "0", "positive", "negative", "true", "false"}:
                 raise DatasetError(f"labels.csv: bad row {row}")
+            if Path(study).name != study or study in {".", ".."}:
+                raise DatasetError(f"labels.csv: study {study!r} is not a folder name in {dataset}")
             labels[study] = raw in {"1", "positive", "true"}
     if not labels:
         raise DatasetError("labels.csv lists no studies")

@@ -176,6 +176,6 @@ class HeatmapView(APIView):
             detail={"run": run.pk},
         )
         return FileResponse(
-            open(storage.storage_root() / run.heatmap_path, "rb"),  # noqa: SIM115 - closed by Django
+            open(storage.storage_path(run.heatmap_path), "rb"),  # noqa: SIM115 - closed by Django
             content_type="image/png",
         )

@@ -12,6 +12,7 @@ from rest_framework.views import APIView
 
 from triage.roles import Role, user_has_role
 from worklist.dicom import status
+from worklist.dicom.identifiers import uid_is_valid
 from worklist.dicom.multipart import MalformedMultipart, RequestTooLarge, multipart_parts
 from worklist.models import Instance
 from worklist.services.ingest import IngestResult, instance_ingest
@@ -63,6 +64,10 @@ class StowView(APIView):
 
     def post(self, request: Request, study_instance_uid: str | None = None) -> JsonResponse:
         django_request: HttpRequest = request._request
+        if study_instance_uid is not None and not uid_is_valid(study_instance_uid):
+            return _problem(
+                400, "The StudyInstanceUID in the URL is not a UID (digits and dots, at most 64)."
+            )
         content_type = django_request.META.get("CONTENT_TYPE", "")
         media_type, params = _parse_content_type(content_type)
         if media_type != "multipart/related":

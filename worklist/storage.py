@@ -8,9 +8,31 @@ from pathlib import Path
 
 from django.conf import settings
 
+from worklist.dicom.identifiers import uid_is_valid
+
+
+class UnsafeStoragePath(ValueError):
+    """A path that would leave the storage root; the reason never quotes the path."""
+
 
 def storage_root() -> Path:
     return Path(settings.DICOM_STORAGE_DIR)
+
+
+def storage_path(relative_path: str) -> Path:
+    """The absolute path of a file under the storage root, the only way one is built.
+
+    Refuses (UnsafeStoragePath) an absolute path, or one that resolves (`..`, symbolic links)
+    anywhere but strictly under the root: defence in depth behind the UID check.
+    """
+    root = storage_root().resolve()
+    candidate = Path(relative_path)
+    if candidate.is_absolute():
+        raise UnsafeStoragePath("storage path is absolute")
+    resolved = (root / candidate).resolve()
+    if resolved == root or not resolved.is_relative_to(root):
+        raise UnsafeStoragePath("storage path resolves outside the storage folder")
+    return resolved
 
 
 def _incoming_dir() -> Path:
@@ -55,7 +77,22 @@ def stage_bytes(*chunks: bytes | memoryview) -> Path:
 
 
 def instance_relative_path(*, study_uid: str, series_uid: str, sop_uid: str) -> str:
-    return f"studies/{study_uid}/{series_uid}/{sop_uid}.dcm"
+    """Where an instance is stored, from UIDs already checked (checked again here: a path is
+    never built from anything else)."""
+    if not all(uid_is_valid(uid) for uid in (study_uid, series_uid, sop_uid)):
+        raise UnsafeStoragePath("instance path from a value that is not a UID")
+    relative = f"studies/{study_uid}/{series_uid}/{sop_uid}.dcm"
+    storage_path(relative)
+    return relative
+
+
+def result_relative_path(*, study_uid: str, run_id: int, suffix: str) -> str:
+    """Where a product-made result file (a heat map, say) of a study is kept."""
+    if not uid_is_valid(study_uid):
+        raise UnsafeStoragePath("result path from a value that is not a UID")
+    relative = f"results/{study_uid}/run-{run_id}{suffix}"
+    storage_path(relative)
+    return relative
 
 
 def staged_file_commit(staged: Path, relative_path: str) -> Path:
@@ -64,7 +101,7 @@ def staged_file_commit(staged: Path, relative_path: str) -> Path:
     An existing file at the destination comes from an earlier attempt that never registered (a
     crash between rename and commit); the new copy of the same SOP instance replaces it.
     """
-    final = storage_root() / relative_path
+    final = storage_path(relative_path)
     parent = final.parent
     if not parent.is_dir():
         parent.mkdir(parents=True, exist_ok=True)
@@ -78,8 +115,9 @@ def staged_file_quarantine(staged: Path) -> str:
     """Move refused bytes to the quarantine; return the path relative to the storage root."""
     quarantine = storage_root() / "quarantine"
     quarantine.mkdir(parents=True, exist_ok=True)
+    # Named by the server-made staging id, never by a value the sender supplied.
     relative = f"quarantine/{staged.stem}.bin"
-    os.replace(staged, storage_root() / relative)
+    os.replace(staged, storage_path(relative))
     _fsync_dir(quarantine)
     return relative
 

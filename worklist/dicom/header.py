@@ -4,6 +4,7 @@ write the Part 10 header (preamble and File Meta Information) for a dataset rece
 
 from __future__ import annotations
 
+import logging
 import struct
 import threading
 import warnings
@@ -15,7 +16,13 @@ from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 
 from worklist.dicom import status
+from worklist.dicom.identifiers import InvalidIdentifier, uid_check
 from worklist.dicom.sop_classes import IMAGE_SOP_CLASSES
+
+# pydicom's warnings quote the offending value (a sender's, perhaps a patient's name): here they
+# become refusal reasons in the database, never log lines. pydicom sets its logger's level when
+# imported, so the LOGGING setting cannot.
+logging.getLogger("pydicom").setLevel(logging.ERROR)
 
 
 class RejectedObject(Exception):
@@ -102,6 +109,44 @@ def _check_complete(ds: Dataset) -> None:
             )
 
 
+_UID_ATTRIBUTES = {
+    "sop_class_uid": "SOPClassUID",
+    "sop_instance_uid": "SOPInstanceUID",
+    "study_instance_uid": "StudyInstanceUID",
+    "series_instance_uid": "SeriesInstanceUID",
+}
+
+
+def _uid_as_sent(ds: Dataset, keyword: str) -> str:
+    """A UID's value without pydicom's conversion: it validates only VR UI (and would warn
+    quoting the value), while every UID is checked by `uid_check` whatever its VR."""
+    element = ds.get_item(keyword)
+    if element is None or element.value is None:
+        return ""
+    value = element.value
+    if isinstance(value, bytes | bytearray):
+        return bytes(value).decode("latin-1").strip("\0 ")
+    return str(value).strip("\0 ")
+
+
+def _uids_check(values: dict[str, str], *, transfer_syntax: str) -> None:
+    """Missing UIDs (0xC002), then values that are not UIDs (0xC000), before any of them
+    reaches a path, a query or a log line."""
+    missing = [name for name, value in values.items() if not value]
+    if missing:
+        raise RejectedObject(
+            status.MISSING_UIDS, "missing required attributes: " + ", ".join(missing)
+        )
+    if not transfer_syntax:
+        raise RejectedObject(status.CANNOT_UNDERSTAND, "file meta has no transfer syntax")
+    try:
+        for name, value in values.items():
+            uid_check(value, attribute=_UID_ATTRIBUTES[name])
+        uid_check(transfer_syntax, attribute="TransferSyntaxUID")
+    except InvalidIdentifier as invalid:
+        raise RejectedObject(status.CANNOT_UNDERSTAND, invalid.reason) from invalid
+
+
 # warnings.catch_warnings() swaps the process-wide filter list: two threads parsing at once would
 # restore each other's filters (leaving "error" installed for good, or dropping it mid-parse).
 _warnings_filter_lock = threading.Lock()
@@ -122,11 +167,12 @@ def header_read(
             _check_complete(ds)
             transfer_syntax = str(ds.file_meta.get("TransferSyntaxUID", ""))
             header_values = {
-                "sop_class_uid": _text(ds, "SOPClassUID"),
-                "sop_instance_uid": _text(ds, "SOPInstanceUID"),
-                "study_instance_uid": _text(ds, "StudyInstanceUID"),
-                "series_instance_uid": _text(ds, "SeriesInstanceUID"),
+                "sop_class_uid": _uid_as_sent(ds, "SOPClassUID"),
+                "sop_instance_uid": _uid_as_sent(ds, "SOPInstanceUID"),
+                "study_instance_uid": _uid_as_sent(ds, "StudyInstanceUID"),
+                "series_instance_uid": _uid_as_sent(ds, "SeriesInstanceUID"),
             }
+            _uids_check(header_values, transfer_syntax=transfer_syntax)
             has_pixels = any(
                 keyword in ds for keyword in ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
             )
@@ -171,13 +217,6 @@ def header_read(
             status.CANNOT_UNDERSTAND, f"cannot parse DICOM: {type(exc).__name__}: {exc}"[:500]
         ) from exc
 
-    missing = [name for name, value in header_values.items() if not value]
-    if missing:
-        raise RejectedObject(
-            status.MISSING_UIDS, "missing required attributes: " + ", ".join(missing)
-        )
-    if not transfer_syntax:
-        raise RejectedObject(status.CANNOT_UNDERSTAND, "file meta has no transfer syntax")
     if expected_sop_class_uid and header.sop_class_uid != expected_sop_class_uid:
         raise RejectedObject(
             status.DATASET_DOES_NOT_MATCH_SOP_CLASS,

@@ -12,6 +12,7 @@ import socket
 import socketserver
 import threading
 import time
+import warnings
 from collections.abc import Sequence
 from io import BytesIO
 from pathlib import Path
@@ -36,6 +37,7 @@ from triage.deliveries import alert_digests_send_due
 from worklist import storage
 from worklist.dicom import status
 from worklist.dicom.header import part10_header
+from worklist.dicom.identifiers import ae_title_for_record
 from worklist.dicom.sop_classes import STORAGE_SOP_CLASSES, TRANSFER_SYNTAXES
 from worklist.models import Instance
 from worklist.services.ingest import instance_ingest
@@ -51,7 +53,7 @@ LISTEN_BACKLOG = 64
 
 def handle_store(event: Event) -> int:
     request = cast(C_STORE, event.request)
-    calling_ae = event.assoc.requestor.ae_title.strip()
+    calling_ae = ae_title_for_record(event.assoc.requestor.ae_title)
     peer = f"{event.assoc.requestor.address}:{event.assoc.requestor.port}"
     staged = None
     try:
@@ -217,6 +219,9 @@ def listener_start(
     # pynetdicom's standard event logging formats every PDU and DIMSE message (and copies each
     # received dataset to see whether it is empty) even with its logger at WARNING, as ours is.
     _config.LOG_HANDLER_LEVEL = "none"
+    # pydicom warns, quoting the value, when pynetdicom decodes a command whose UID is not one;
+    # the sender's value must not reach the log (header_read refuses the object itself).
+    warnings.filterwarnings("ignore", category=UserWarning, module=r"pydicom\b")
     ae = application_entity(ae_title=ae_title, allowed_calling_aes=allowed_calling_ae_titles())
     handlers: list[Any] = [
         (evt.EVT_C_STORE, handle_store),

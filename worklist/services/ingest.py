@@ -20,6 +20,7 @@ from django.utils import timezone
 from worklist import storage
 from worklist.dicom import status
 from worklist.dicom.header import InstanceHeader, RejectedObject, header_read
+from worklist.dicom.identifiers import uid_is_valid
 from worklist.models import Instance, Patient, QuarantinedObject, Series, Study
 
 logger = logging.getLogger(__name__)
@@ -77,11 +78,22 @@ def instance_ingest(
             sop_instance_uid=expected_sop_instance_uid or "",
         )
 
-    relative_path = storage.instance_relative_path(
-        study_uid=header.study_instance_uid,
-        series_uid=header.series_instance_uid,
-        sop_uid=header.sop_instance_uid,
-    )
+    try:
+        relative_path = storage.instance_relative_path(
+            study_uid=header.study_instance_uid,
+            series_uid=header.series_instance_uid,
+            sop_uid=header.sop_instance_uid,
+        )
+    except storage.UnsafeStoragePath as unsafe:
+        return _quarantine(
+            staged_path=staged_path,
+            source=source,
+            calling_ae_title=calling_ae_title,
+            peer_address=peer_address,
+            status_code=status.CANNOT_UNDERSTAND,
+            reason=str(unsafe),
+            sop_instance_uid=header.sop_instance_uid,
+        )
     study_id = _instance_register(
         header=header,
         staged_path=staged_path,
@@ -412,6 +424,8 @@ def _quarantine(
 ) -> IngestResult:
     size = staged_path.stat().st_size
     relative = storage.staged_file_quarantine(staged_path)
+    if not uid_is_valid(sop_instance_uid):
+        sop_instance_uid = ""  # a sender's value that is not a UID is kept only inside the file
     record = QuarantinedObject.objects.create(
         received_at=timezone.now(),
         source=source,
