@@ -20,28 +20,17 @@ The database triage_bench_alerts is dropped and recreated at the start of every 
 Benchmarks are not tests: nothing here asserts on timing.
 """
 
-# ruff: noqa: E402 - the standard library is imported after sys.path is fixed (below)
 from __future__ import annotations
-
-import os
-import sys
-
-# `python bench/alerts.py` puts bench/ first on sys.path, where a sibling script's name can
-# shadow a standard-library module (bench/queue.py would replace `queue`): drop it first.
-_HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _HERE]
 
 import argparse
 import asyncio
 import json
+import os
 import platform
 import re
 import resource
 import shutil
-import signal
-import socket
-import subprocess
-import tempfile
+import sys
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -50,28 +39,37 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-REPO = Path(__file__).resolve().parent.parent
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
+# Run as a script, bench/ comes first on sys.path: the repository root goes before it.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.harness import (  # noqa: E402
+    BenchError,
+    Processes,
+    argument_parser,
+    database_reset,
+    free_port,
+    redis_flush,
+    report_output,
+    say,
+    spread,
+    stack_environment,
+    start_processes,
+    stop_all,
+    storescu_send,
+    tool_version,
+    tools_missing,
+    work_dir,
+)
 
 DB_NAME = "triage_bench_alerts"
 REDIS_DB = 8
-PG = ["psql", "-h", "127.0.0.1", "-U", "postgres", "-v", "ON_ERROR_STOP=1", "-qtA"]
-OUR_AE = "TRIAGE"
-CALLING_AE = "STORESCU"
 FINDING = "intracranial_hemorrhage"
-# Without TCP_NODELAY, DCMTK's small PDVs meet Nagle + delayed ACK (~40 ms per object).
-DCMTK_ENV = {**os.environ, "TCP_NODELAY": "1"}
 SEED_START = 9_300_000  # held-out phantom range (training and validation use lower seeds)
-START_TIMEOUT_S = 60.0
 WARMUP_TIMEOUT_S = 180.0  # the first study also waits for the worker to start and load the model
 FANOUT_TIMEOUT_S = 15.0
+LATENCY_FIGURES = ("n", "min", "p50", "p95", "p99", "max")
 
 T = TypeVar("T")
-
-
-class BenchError(RuntimeError):
-    """The run cannot go on: it stops and says why (the work dir is kept)."""
 
 
 @dataclass
@@ -101,99 +99,11 @@ class StudyResult:
         return None if self.frame_perf is None else self.frame_perf - self.exit_perf
 
 
-@dataclass
-class Processes:
-    procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
-    logs: dict[str, Path] = field(default_factory=dict)
-
-
 # --------------------------------------------------------------------------- helpers
 
 
-def run_checked(
-    cmd: Sequence[str], *, env: dict[str, str] | None = None, stdin: str | None = None
-) -> str:
-    done = subprocess.run(
-        list(cmd), env=env, input=stdin, capture_output=True, text=True, check=False
-    )
-    if done.returncode != 0:
-        raise BenchError(f"{' '.join(cmd[:4])} ... failed rc={done.returncode}: {done.stderr}")
-    return done.stdout
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def port_open(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.settimeout(1)
-        return sock.connect_ex(("127.0.0.1", port)) == 0
-
-
-def echo_ok(port: int) -> bool:
-    done = subprocess.run(
-        ["echoscu", "-aet", CALLING_AE, "-aec", OUR_AE, "-to", "5", "127.0.0.1", str(port)],
-        env=DCMTK_ENV,
-        capture_output=True,
-        check=False,
-    )
-    return done.returncode == 0
-
-
-def wait_until(check: Callable[[], bool], proc: subprocess.Popen[bytes], what: str) -> None:
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise BenchError(f"{what} exited early with rc={proc.returncode}")
-        if check():
-            return
-        time.sleep(0.2)
-    raise BenchError(f"{what} was not ready within {START_TIMEOUT_S:.0f}s")
-
-
-def stop_process(proc: subprocess.Popen[bytes] | None) -> None:
-    """Stop a process this script started (own session), then anything left in its group."""
-    if proc is None or proc.poll() is not None:
-        return
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=15)
-
-
-def first_line(cmd: Sequence[str]) -> str:
-    done = subprocess.run(list(cmd), capture_output=True, text=True, check=False)
-    lines = (done.stdout or done.stderr).strip().splitlines()
-    return lines[0].strip().strip("$").strip() if lines else "unknown"
-
-
-def percentile(values: Sequence[float], q: float) -> float:
-    """Linear interpolation between closest ranks (numpy's default)."""
-    ordered = sorted(values)
-    if len(ordered) == 1:
-        return ordered[0]
-    rank = (len(ordered) - 1) * q / 100.0
-    low = int(rank)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
-
-
-def spread(values: Sequence[float]) -> dict[str, float] | None:
-    if not values:
-        return None
-    return {
-        "n": len(values),
-        "min": min(values),
-        "p50": percentile(values, 50),
-        "p95": percentile(values, 95),
-        "p99": percentile(values, 99),
-        "max": max(values),
-    }
+def latency_spread(values: Sequence[float]) -> dict[str, float] | None:
+    return spread(values, LATENCY_FIGURES) if values else None
 
 
 def raise_fd_limit(needed: int) -> dict[str, int]:
@@ -247,92 +157,6 @@ def log_problems(
 
 
 # --------------------------------------------------------------------------- setup
-
-
-def bench_environment(
-    work: Path, quiet: float, redis_db: int, database: str = DB_NAME
-) -> dict[str, str]:
-    env = {
-        "DJANGO_SETTINGS_MODULE": "triage.settings",
-        "DEBUG": "0",
-        "SECRET_KEY": "bench",
-        "DATABASE_URL": f"postgres://postgres@127.0.0.1:5432/{database}",
-        "REDIS_URL": f"redis://127.0.0.1:6379/{redis_db}",
-        "DICOM_STORAGE_DIR": str(work / "storage"),
-        "DICOM_ALLOWED_AE_TITLES": CALLING_AE,
-        "ALLOWED_HOSTS": "localhost,127.0.0.1",
-        "SECURE_COOKIES": "0",
-        "STUDY_STABLE_SECONDS": f"{quiet:g}",
-        "LOG_LEVEL": "WARNING",
-        "INFERENCE_THREADS": "1",
-        # No escalation (a second frame to every socket) while the run is measuring.
-        "ALERT_ACK_TARGET_SECONDS": f"{FINDING.upper()}=86400",
-    }
-    (work / "storage").mkdir(parents=True, exist_ok=True)
-    return env
-
-
-def database_reset(env: dict[str, str], database: str = DB_NAME) -> None:
-    run_checked([*PG, "-c", f"DROP DATABASE IF EXISTS {database} WITH (FORCE)"])
-    run_checked([*PG, "-c", f"CREATE DATABASE {database}"])
-    run_checked(
-        [sys.executable, str(REPO / "manage.py"), "migrate", "-v0"], env={**os.environ, **env}
-    )
-
-
-def redis_flush(url: str) -> str:
-    import redis
-
-    client = redis.Redis.from_url(url)
-    try:
-        client.flushdb()
-        return str(client.info("server").get("redis_version", "unknown"))
-    finally:
-        client.close()
-
-
-def start_processes(env: dict[str, str], work: Path, dicom_port: int, web_port: int) -> Processes:
-    full_env = {**os.environ, **env}
-    python = sys.executable
-    commands = {
-        "listener": [
-            python, str(REPO / "manage.py"), "dicom_scp", "--host", "127.0.0.1",
-            "--port", str(dicom_port), "--ae-title", OUR_AE,
-        ],
-        "worker": [
-            python, "-m", "celery", "-A", "triage", "worker", "-Q", "default,inference",
-            "-P", "solo", "--without-gossip", "--without-mingle", "-l", "WARNING",
-        ],
-        "uvicorn": [
-            python, "-m", "uvicorn", "triage.asgi:application", "--host", "127.0.0.1",
-            "--port", str(web_port), "--log-level", "warning",
-        ],
-    }  # fmt: skip
-    started = Processes()
-    try:
-        for name, cmd in commands.items():
-            log = work / f"{name}.log"
-            with open(log, "wb") as handle:
-                started.procs[name] = subprocess.Popen(
-                    cmd,
-                    cwd=REPO,
-                    env=full_env,
-                    stdout=handle,
-                    stderr=subprocess.STDOUT,
-                    start_new_session=True,
-                )
-            started.logs[name] = log
-        wait_until(lambda: echo_ok(dicom_port), started.procs["listener"], "DICOM listener")
-        wait_until(lambda: port_open(web_port), started.procs["uvicorn"], "uvicorn")
-    except BaseException:
-        stop_all(started)
-        raise
-    return started
-
-
-def stop_all(started: Processes) -> None:
-    for proc in started.procs.values():
-        stop_process(proc)
 
 
 def model_cards() -> list[Any]:
@@ -618,32 +442,6 @@ async def dashboards_connect(
 # --------------------------------------------------------------------------- phase 1
 
 
-def storescu_send(files: Sequence[Path], port: int, log: Path) -> tuple[float, float, float]:
-    """Send one study; return (wall seconds, perf time of exit, wall clock of exit)."""
-    cmd = ["storescu", "-v", "-aet", CALLING_AE, "-aec", OUR_AE, "127.0.0.1", str(port)]
-    with open(log, "wb") as handle:
-        began = time.perf_counter()
-        proc = subprocess.run(
-            [*cmd, *map(str, files)],
-            env=DCMTK_ENV,
-            stdout=handle,
-            stderr=subprocess.STDOUT,
-            timeout=300,
-            check=False,
-        )
-        exit_perf = time.perf_counter()
-        exit_wall = time.time()
-    text = log.read_text(errors="replace")
-    successes = text.count("Received Store Response (Success)")
-    if proc.returncode != 0 or successes != len(files):
-        tail = "\n".join(text.splitlines()[-15:])
-        raise BenchError(
-            f"storescu failed: rc={proc.returncode}, {successes}/{len(files)} successful "
-            f"C-STOREs; log {log}:\n{tail}"
-        )
-    return exit_perf - began, exit_perf, exit_wall
-
-
 async def phase_time_to_alert(
     *,
     sets: list[PhantomSet],
@@ -774,7 +572,7 @@ async def phase_fanout(
                     and board.dropped_between(commit, board.by_seq[(seq, "open")])
                 ),
                 "broadcast_call_s": returned - commit,
-                "latency_s": spread(latencies),
+                "latency_s": latency_spread(latencies),
                 "raw_latency_s": [round(value, 5) for value in sorted(latencies)],
             }
             rounds.append(row)
@@ -808,11 +606,17 @@ async def phase_fanout(
         "lost_on_sockets_down": sum(row["lost_on_sockets_down_at_deadline"] for row in counted),
         "via_reconnect": sum(row["via_reconnect"] for row in counted),
         "lost_warmup": rounds[0]["lost"] if rounds else None,
-        "per_alert_p50_s": spread([row["latency_s"]["p50"] for row in counted if row["latency_s"]]),
-        "per_alert_p99_s": spread([row["latency_s"]["p99"] for row in counted if row["latency_s"]]),
-        "per_alert_max_s": spread([row["latency_s"]["max"] for row in counted if row["latency_s"]]),
-        "pooled_s": spread(pooled),
-        "broadcast_call_s": spread([row["broadcast_call_s"] for row in counted]),
+        "per_alert_p50_s": latency_spread(
+            [row["latency_s"]["p50"] for row in counted if row["latency_s"]]
+        ),
+        "per_alert_p99_s": latency_spread(
+            [row["latency_s"]["p99"] for row in counted if row["latency_s"]]
+        ),
+        "per_alert_max_s": latency_spread(
+            [row["latency_s"]["max"] for row in counted if row["latency_s"]]
+        ),
+        "pooled_s": latency_spread(pooled),
+        "broadcast_call_s": latency_spread([row["broadcast_call_s"] for row in counted]),
         "rounds": rounds,
     }
 
@@ -838,7 +642,7 @@ def summarise_phase1(
         "raised_to_frame",
     ):
         values = [r.breakdown[key] for r in counted if r.breakdown.get(key) is not None]
-        stages[key] = spread([float(v) for v in values if v is not None])
+        stages[key] = latency_spread([float(v) for v in values if v is not None])
     warm = results[0] if results else None
     return {
         "studies_sent": len(counted),
@@ -852,9 +656,9 @@ def summarise_phase1(
         "socket_drop_samples": sorted({why for _, why in drops})[:3],
         "studies_with_a_drop_before_the_frame": sum(r.dropped for r in counted),
         "quiet_period_s": quiet,
-        "latency_s": spread(latencies),
-        "remainder_s": spread([value - quiet for value in latencies]),
-        "storescu_s": spread([r.sent_s for r in counted]),
+        "latency_s": latency_spread(latencies),
+        "remainder_s": latency_spread([value - quiet for value in latencies]),
+        "storescu_s": latency_spread([r.sent_s for r in counted]),
         "stages": stages,
         "warmup": None
         if warm is None
@@ -1006,8 +810,7 @@ def print_table(report: dict[str, Any]) -> None:
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser = argument_parser(__doc__)
     parser.add_argument("--studies", type=int, default=12, help="timed studies (after 1 warm-up)")
     parser.add_argument("--sockets", type=int, default=500, help="dashboard sockets for fan-out")
     parser.add_argument("--alerts", type=int, default=10, help="timed fan-out alerts")
@@ -1032,17 +835,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:  # noqa: C901, PLR0915 - one linear run
     args = parse_args(argv)
-    for tool in ("storescu", "echoscu", "psql"):
-        if shutil.which(tool) is None:
-            print(f"alerts bench: {tool} not found on PATH", file=sys.stderr)
-            return 2
-
-    def say(line: str) -> None:
-        print(line, file=sys.stderr, flush=True)
-
-    work = args.workdir or Path(tempfile.mkdtemp(prefix="bench-alerts-"))
-    work.mkdir(parents=True, exist_ok=True)
-    env = bench_environment(work, args.quiet, REDIS_DB)
+    if tools_missing("alerts", ("storescu", "echoscu", "psql")):
+        return 2
+    work = work_dir(args.workdir, "bench-alerts-")
+    env = stack_environment(work, args.quiet, REDIS_DB, DB_NAME)
     os.environ.update(env)  # this process is a Django client of the same database
     load_before = " ".join(f"{v:.2f}" for v in os.getloadavg())
     run_began = time.perf_counter()
@@ -1052,7 +848,7 @@ def main(argv: Sequence[str] | None = None) -> int:  # noqa: C901, PLR0915 - one
     failed = True  # until the report is complete: anything else keeps the work dir
     try:
         fd = raise_fd_limit(args.sockets * 2 + 512)
-        database_reset(env)
+        database_reset(DB_NAME, env)
         redis_version = redis_flush(env["REDIS_URL"])
 
         import django
@@ -1146,7 +942,7 @@ def main(argv: Sequence[str] | None = None) -> int:  # noqa: C901, PLR0915 - one
                 "pydicom": pydicom.__version__,
                 "pynetdicom": pynetdicom.__version__,
                 "redis-server": redis_version,
-                "storescu": first_line(["storescu", "--version"]),
+                "storescu": tool_version(["storescu", "--version"]),
             },
             "models": [
                 {"name": c.name, "version": c.version, "sha256": c.sha256, "threshold": c.threshold}
@@ -1189,11 +985,7 @@ def main(argv: Sequence[str] | None = None) -> int:  # noqa: C901, PLR0915 - one
             shutil.rmtree(work, ignore_errors=True)
     if failed:
         return 1
-    if args.json:
-        print(json.dumps(report, indent=2, default=str))
-    else:
-        print_table(report)
-    return 0
+    return report_output(report, as_json=args.json, table=print_table, default=str)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -23,10 +22,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != ROOT / "bench"]
-sys.path.insert(0, str(ROOT))
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "triage.settings")
+# Run as a script, bench/ comes first on sys.path, where this file would stand in for the
+# product's `inference` package: the repository root goes before it.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.harness import REPO, SETTINGS_MODULE, machine_info, spread  # noqa: E402
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", SETTINGS_MODULE)
 os.environ.setdefault("DEBUG", "1")
 
 import numpy as np  # noqa: E402
@@ -148,10 +150,6 @@ def timed(function: Any, repeats: int) -> list[float]:
     return times
 
 
-def summary(times: list[float]) -> dict[str, float]:
-    return {"min": min(times), "median": statistics.median(times), "max": max(times)}
-
-
 def study_for(card: ModelCard, folder: Path, *, slices: int | None = None) -> list[Path]:
     seed = 9_200_001
     study = phantom_generate(card.finding, positive=True, seed=seed)
@@ -192,9 +190,9 @@ def bench_model(card: ModelCard, *, repeats: int, work: Path) -> dict[str, Any]:
     row: dict[str, Any] = {
         "model": card.label,
         "slices": int(inputs.shape[0]),
-        "decode_preprocess_s": summary(decode_times),
-        "onnxruntime_s": summary(ort_times),
-        "torch_eager_s": summary(torch_times),
+        "decode_preprocess_s": spread(decode_times),
+        "onnxruntime_s": spread(ort_times),
+        "torch_eager_s": spread(torch_times),
         "onnxruntime_slices_per_s": inputs.shape[0] / statistics.median(ort_times),
         "torch_slices_per_s": inputs.shape[0] / statistics.median(torch_times),
         "ratio_torch_over_ort": statistics.median(torch_times) / statistics.median(ort_times),
@@ -209,7 +207,7 @@ def bench_model(card: ModelCard, *, repeats: int, work: Path) -> dict[str, Any]:
                 gpu_times = timed(
                     lambda: pipeline.predict(gpu.session, inputs, batch_size=128), repeats
                 )
-                row["cuda_s"] = summary(gpu_times)
+                row["cuda_s"] = spread(gpu_times)
         except Exception as problem:  # no usable GPU: the CPU figures stand alone
             row["cuda_error"] = str(problem)[:200]
     return row
@@ -228,7 +226,7 @@ def head_ct_end_to_end(card: ModelCard, *, repeats: int, work: Path) -> dict[str
         )
         pipeline.aggregate(probabilities, method=card.aggregation)
 
-    return {"slices": len(paths), "seconds": summary(timed(score, repeats))}
+    return {"slices": len(paths), "seconds": spread(timed(score, repeats))}
 
 
 def main() -> None:
@@ -259,15 +257,13 @@ def main() -> None:
         ich = registry.for_finding("intracranial_hemorrhage")
         head = head_ct_end_to_end(ich[0], repeats=options.repeats, work=work) if ich else None
     result = {
-        "machine": {
-            "cores": os.cpu_count(),
-            "threads": THREADS,
-            "python": platform.python_version(),
-            "onnxruntime": ort.__version__,
-            "torch": torch.__version__,
-            "providers": ort.get_available_providers(),
-            "load": os.getloadavg(),
-        },
+        "machine": machine_info(
+            load_digits=None,
+            threads=THREADS,
+            onnxruntime=ort.__version__,
+            torch=torch.__version__,
+            providers=ort.get_available_providers(),
+        ),
         "models": rows,
         "head_ct_40_slices_end_to_end": head,
     }
@@ -324,7 +320,7 @@ def result_latency(*, as_json: bool) -> Any:
     completed = subprocess.run(
         [
             sys.executable,
-            str(ROOT / "bench" / "result_latency.py"),
+            str(REPO / "bench" / "result_latency.py"),
             *(["--json"] if as_json else []),
         ],
         env=env,

@@ -23,12 +23,8 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
-import json
 import os
 import shutil
-import signal
-import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -39,26 +35,39 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parent.parent
-# `python bench/ingest.py` puts bench/ first on the path, where bench/queue.py would shadow the
-# standard library's queue module (which concurrent.futures, kombu and others import later).
-sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != REPO / "bench"]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
+# Run as a script, bench/ comes first on sys.path: the repository root goes before it.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.harness import (  # noqa: E402
+    DCMTK_ENV,
+    OUR_AE,
+    PG,
+    REPO,
+    BenchError,
+    argument_parser,
+    database_reset,
+    echo_ok,
+    filesystem_of,
+    free_port,
+    listener_command,
+    listening_sockets,
+    process_tree_cpu_seconds,
+    product_environment,
+    report_output,
+    run_checked,
+    spread,
+    stop_process,
+    storescu_check,
+    storescu_command,
+    tool_version,
+    tools_missing,
+    wait_until,
+    work_dir,
+)
 
 DB_NAME = "triage_bench"
-PG = ["psql", "-h", "127.0.0.1", "-U", "postgres", "-v", "ON_ERROR_STOP=1", "-qtA"]
-OUR_AE = "TRIAGE"
 PEER_AE = "PEER"
-CALLING_AE = "STORESCU"
-# Without TCP_NODELAY, DCMTK's small PDVs meet Nagle + delayed ACK: ~22 instances/s.
-DCMTK_ENV = {**os.environ, "TCP_NODELAY": "1"}
 SEND_TIMEOUT_S = 900.0
-START_TIMEOUT_S = 60.0
-
-
-class BenchError(RuntimeError):
-    """A round that cannot be counted: the run stops and says why."""
 
 
 @dataclass(frozen=True)
@@ -105,40 +114,6 @@ class Round:
 # --------------------------------------------------------------------------- helpers
 
 
-def run_checked(
-    cmd: Sequence[str], *, env: dict[str, str] | None = None, stdin: str | None = None
-) -> str:
-    done = subprocess.run(
-        list(cmd), env=env, input=stdin, capture_output=True, text=True, check=False
-    )
-    if done.returncode != 0:
-        raise BenchError(f"{' '.join(cmd[:4])} ... failed rc={done.returncode}: {done.stderr}")
-    return done.stdout
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def listening_sockets(port: int) -> int:
-    out = subprocess.run(
-        ["ss", "-Hltn", f"sport = :{port}"], capture_output=True, text=True, check=False
-    ).stdout
-    return len([line for line in out.splitlines() if line.strip()])
-
-
-def echo_ok(port: int, called_ae: str) -> bool:
-    done = subprocess.run(
-        ["echoscu", "-aet", CALLING_AE, "-aec", called_ae, "-to", "5", "127.0.0.1", str(port)],
-        env=DCMTK_ENV,
-        capture_output=True,
-        check=False,
-    )
-    return done.returncode == 0
-
-
 def started_processes(log: Path) -> int:
     """Our listener's processes that are serving: each prints one line once it accepts."""
     if not log.exists():
@@ -156,58 +131,12 @@ def wait_ready(
     processes: int = 1,
 ) -> None:
     """Until the port answers C-ECHO and, for ours, every listener process is accepting."""
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise BenchError(f"{what} exited early with rc={proc.returncode}")
+
+    def ready() -> bool:
         started = log is None or started_processes(log) >= processes
-        if started and listening_sockets(port) >= 1 and echo_ok(port, called_ae):
-            return
-        time.sleep(0.2)
-    raise BenchError(f"{what} did not answer C-ECHO on port {port} within {START_TIMEOUT_S:.0f}s")
+        return started and listening_sockets(port) >= 1 and echo_ok(port, called_ae)
 
-
-def stop_process(proc: subprocess.Popen[bytes] | None) -> None:
-    """Stop a process this script started (own session), then anything left in its group."""
-    if proc is None or proc.poll() is not None:
-        return
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=15)
-
-
-def process_tree_cpu_seconds(pid: int) -> float:
-    """CPU time (user + system) of a process, its reaped children and its live descendants."""
-    ticks = os.sysconf("SC_CLK_TCK")
-    total = 0.0
-    pending = [pid]
-    while pending:
-        current = pending.pop()
-        try:
-            fields = Path(f"/proc/{current}/stat").read_text().rsplit(")", 1)[1].split()
-            total += sum(int(value) for value in fields[11:15]) / ticks
-            for task in Path(f"/proc/{current}/task").iterdir():
-                pending += [int(child) for child in (task / "children").read_text().split()]
-        except (OSError, ValueError):
-            continue  # exited meanwhile
-    return total
-
-
-def first_line(cmd: Sequence[str]) -> str:
-    done = subprocess.run(list(cmd), capture_output=True, text=True, check=False)
-    lines = (done.stdout or done.stderr).strip().splitlines()
-    return lines[0].strip().strip("$").strip() if lines else "unknown"
-
-
-def filesystem_of(path: Path) -> str:
-    done = subprocess.run(
-        ["df", "--output=fstype", str(path)], capture_output=True, text=True, check=False
-    )
-    lines = done.stdout.split()
-    return lines[-1] if len(lines) > 1 else "unknown"
+    wait_until(ready, proc, what, failure=f"did not answer C-ECHO on port {port}")
 
 
 # --------------------------------------------------------------------------- data
@@ -258,12 +187,6 @@ def chunks(paths: Sequence[Path], parts: int) -> list[list[Path]]:
 # --------------------------------------------------------------------------- database
 
 
-def database_reset(listener_env: dict[str, str]) -> None:
-    run_checked([*PG, "-c", f"DROP DATABASE IF EXISTS {DB_NAME} WITH (FORCE)"])
-    run_checked([*PG, "-c", f"CREATE DATABASE {DB_NAME}"])
-    run_checked([sys.executable, str(REPO / "manage.py"), "migrate", "-v0"], env=listener_env)
-
-
 def sql_int(query: str, **variables: str) -> int:
     """One integer from a query; values go in as psql variables (:'name'), never spliced."""
     options = [f"--set={name}={value}" for name, value in variables.items()]
@@ -298,9 +221,11 @@ def send(
             log = logs / f"storescu-{index}.log"
             handle = open(log, "wb")  # closed in finally
             handles.append(handle)
-            cmd = ["storescu", "-v", "-aet", CALLING_AE, "-aec", called_ae, "127.0.0.1", str(port)]
             proc = subprocess.Popen(
-                [*cmd, *map(str, group)], env=DCMTK_ENV, stdout=handle, stderr=subprocess.STDOUT
+                [*storescu_command(port, called_ae), *map(str, group)],
+                env=DCMTK_ENV,
+                stdout=handle,
+                stderr=subprocess.STDOUT,
             )
             procs.append((proc, len(group), log))
         deadline = start + SEND_TIMEOUT_S
@@ -317,14 +242,7 @@ def send(
         for handle in handles:
             handle.close()
     for proc, expected, log in procs:
-        text = log.read_text(errors="replace")
-        successes = text.count("Received Store Response (Success)")
-        if proc.returncode != 0 or successes != expected:
-            tail = "\n".join(text.splitlines()[-15:])
-            raise BenchError(
-                f"storescu to port {port} failed: rc={proc.returncode}, "
-                f"{successes}/{expected} successful C-STOREs; log {log}:\n{tail}"
-            )
+        storescu_check(proc.returncode, expected, log, to=f" to port {port}")
     return elapsed
 
 
@@ -400,12 +318,9 @@ def listeners_running(
                 log=work / f"listener-p{count}.log",
             )
             listener.storage.mkdir(parents=True)
-            cmd = [sys.executable, str(REPO / "manage.py"), "dicom_scp", "--host", "127.0.0.1"]
-            cmd += ["--port", str(listener.port), "--ae-title", OUR_AE]
-            cmd += ["--processes", str(count)]
             with open(listener.log, "wb") as handle:
                 listener.proc = subprocess.Popen(
-                    cmd,
+                    listener_command(listener.port, processes=count),
                     cwd=REPO,
                     env={**env, "DICOM_STORAGE_DIR": str(listener.storage)},
                     stdout=handle,
@@ -444,10 +359,6 @@ def log_problems(paths: Sequence[Path], limit: int = 10) -> list[str]:
 
 
 # --------------------------------------------------------------------------- report
-
-
-def spread(values: Sequence[float]) -> dict[str, float]:
-    return {"min": min(values), "median": statistics.median(values), "max": max(values)}
 
 
 def summarise(
@@ -526,8 +437,7 @@ def print_table(report: dict[str, Any]) -> None:
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser = argument_parser(__doc__)
     parser.add_argument("--slices", type=int, default=500, help="instances per round")
     parser.add_argument("--repeats", type=int, default=3, help="timed rounds per row")
     parser.add_argument(
@@ -545,16 +455,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    for tool in ("storescu", "storescp", "echoscu", "psql", "ss"):
-        if shutil.which(tool) is None:
-            print(f"ingest bench: {tool} not found on PATH", file=sys.stderr)
-            return 2
+    if tools_missing("ingest", ("storescu", "storescp", "echoscu", "psql", "ss")):
+        return 2
 
     import pydicom
     import pynetdicom
 
     versions = {
-        "storescu": first_line(["storescu", "--version"]),
+        "storescu": tool_version(["storescu", "--version"]),
         "pydicom": pydicom.__version__,
         "pynetdicom": pynetdicom.__version__,
     }
@@ -576,24 +484,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         for position, case in enumerate(ours_cases)
     }
 
-    work = args.workdir or Path(tempfile.mkdtemp(prefix="bench-ingest-"))
-    work.mkdir(parents=True, exist_ok=True)
+    work = work_dir(args.workdir, "bench-ingest-")
     listener_env = {
         **os.environ,
-        "DEBUG": "0",
-        "SECRET_KEY": "bench",
-        "DATABASE_URL": f"postgres://postgres@127.0.0.1:5432/{DB_NAME}",
-        "REDIS_URL": "redis://127.0.0.1:6379/9",
-        "DICOM_STORAGE_DIR": str(work / "storage-unused"),
-        "DICOM_ALLOWED_AE_TITLES": CALLING_AE,
-        "STUDY_STABLE_SECONDS": "3600",  # no readiness (and no inference) mid-measurement
-        "LOG_LEVEL": "WARNING",
+        **product_environment(
+            database=DB_NAME,
+            redis_db=9,
+            storage=work / "storage-unused",
+            quiet=3600,  # no readiness (and no inference) mid-measurement
+        ),
     }
     samples = {case.key: Samples() for case in cases}
     listener_logs: list[Path] = []
     load_before = os.getloadavg()
     try:
-        database_reset(listener_env)
+        database_reset(DB_NAME, listener_env)
         sets = generate_sets(sorted(seeds.values()), args.slices, work / "sets")
         total_bytes = next(iter(sets.values())).total_bytes
         os.sync()
@@ -650,11 +555,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"(work dir kept: {work})", file=sys.stderr)
     else:
         shutil.rmtree(work, ignore_errors=True)
-    if args.json:
-        print(json.dumps(report, indent=2))
-    else:
-        print_table(report)
-    return 0
+    return report_output(report, as_json=args.json, table=print_table)
 
 
 if __name__ == "__main__":

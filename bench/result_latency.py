@@ -20,35 +20,20 @@ Benchmarks are not tests: nothing here asserts on timing.
 
 from __future__ import annotations
 
+import argparse
+import json
 import os
+import shutil
 import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
 
-_HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _HERE]
+# Run as a script, bench/ comes first on sys.path: the repository root goes before it.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import argparse  # noqa: E402
-import json  # noqa: E402
-import platform  # noqa: E402
-import shutil  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
-from typing import Any  # noqa: E402
-
-REPO = Path(__file__).resolve().parent.parent
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
-
-from bench.alerts import (  # noqa: E402
-    BenchError,
-    bench_environment,
-    database_reset,
-    free_port,
-    redis_flush,
-    start_processes,
-    stop_all,
-    storescu_send,
-)
+from bench import harness  # noqa: E402
 
 DB_NAME = "triage_bench_latency"
 REDIS_DB = 9
@@ -121,12 +106,11 @@ def wait_for_result(uid: str, finding: str) -> dict[str, Any]:
         if found is not None:
             return found
         time.sleep(0.1)
-    raise BenchError(f"no {finding} result for a study within {RESULT_TIMEOUT_S:.0f} s")
+    raise harness.BenchError(f"no {finding} result for a study within {RESULT_TIMEOUT_S:.0f} s")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser = harness.argument_parser(__doc__)
     parser.add_argument("--quiet", type=float, default=2.0, help="STUDY_STABLE_SECONDS for the run")
     parser.add_argument("--keep", action="store_true", help="keep the work dir (logs) after")
     return parser.parse_args(argv)
@@ -134,57 +118,49 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    for tool in ("storescu", "echoscu", "psql"):
-        if shutil.which(tool) is None:
-            print(f"result latency bench: {tool} not found on PATH", file=sys.stderr)
-            return 2
-
-    def say(line: str) -> None:
-        print(line, file=sys.stderr, flush=True)
-
+    if harness.tools_missing("result latency", ("storescu", "echoscu", "psql")):
+        return 2
     work = Path(tempfile.mkdtemp(prefix="bench-latency-"))
-    env = bench_environment(work, args.quiet, REDIS_DB, DB_NAME)
+    env = harness.stack_environment(work, args.quiet, REDIS_DB, DB_NAME)
     env["INFERENCE_THREADS"] = "2"
     os.environ.update(env)  # this process reads the same database
     started = None
     rows: list[dict[str, Any]] = []
     try:
-        database_reset(env, DB_NAME)
-        redis_flush(env["REDIS_URL"])
+        harness.database_reset(DB_NAME, env)
+        harness.redis_flush(env["REDIS_URL"])
         import django
 
         django.setup()
-        say(f"result latency bench: writing phantoms in {work}")
+        harness.say(f"result latency bench: writing phantoms in {work}")
         studies = []
         for index, (finding, label) in enumerate(KINDS):
             for attempt, temperature in enumerate(("cold", "warm")):
                 seed = SEED_START + 10 * index + attempt
                 uid, files = phantom_files(finding, seed, work / "phantoms")
                 studies.append((finding, label, temperature, seed, uid, files))
-        dicom_port, web_port = free_port(), free_port()
-        say(f"result latency bench: starting listener :{dicom_port}, worker, uvicorn :{web_port}")
-        started = start_processes(env, work, dicom_port, web_port)
+        dicom_port, web_port = harness.free_port(), harness.free_port()
+        harness.say(
+            f"result latency bench: starting listener :{dicom_port}, worker, uvicorn :{web_port}"
+        )
+        started = harness.start_processes(env, work, dicom_port, web_port)
         for finding, label, temperature, seed, uid, files in studies:
-            storescu_send(files, dicom_port, work / f"storescu-{finding}-{seed}.log")
+            harness.storescu_send(files, dicom_port, work / f"storescu-{finding}-{seed}.log")
             found = wait_for_result(uid, finding)
             row = {"finding": finding, "kind": label, "run": temperature, "seed": seed, **found}
             rows.append(row)
             total = found.get("last_instance_to_result_s")
-            say(
+            harness.say(
                 f"  {label} ({temperature}, {found.get('instances')} instances): "
                 f"{found['outcome']}" + (f", {total:.2f} s" if total is not None else "")
             )
     finally:
         if started is not None:
-            stop_all(started)
+            harness.stop_all(started)
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
     report = {
-        "machine": {
-            "cores": os.cpu_count(),
-            "python": platform.python_version(),
-            "load": [round(v, 2) for v in os.getloadavg()],
-        },
+        "machine": harness.machine_info(),
         "quiet_period_s": args.quiet,
         "studies": rows,
     }

@@ -17,6 +17,15 @@ import numpy as np
 import pydicom
 from PIL import Image
 
+from inference.registry import (
+    Aggregation,
+    AggregationMethod,
+    CtSlicesPreprocessing,
+    ModelOutputs,
+    Preprocessing,
+    Window,
+)
+
 # ---------------------------------------------------------------------------------- decode
 
 
@@ -121,7 +130,7 @@ def resize(images: np.ndarray, size: int) -> np.ndarray:
 
 
 def ct_slice_inputs(
-    hu: np.ndarray, *, size: int, windows: Sequence[Sequence[float]], neighbours: int
+    hu: np.ndarray, *, size: int, windows: Sequence[Window], neighbours: int
 ) -> np.ndarray:
     """One input per slice: for each window, the slice and its neighbours as channels.
 
@@ -131,7 +140,7 @@ def ct_slice_inputs(
     count = resized.shape[0]
     offsets = range(-neighbours, neighbours + 1)
     index = np.clip(np.arange(count)[:, None] + np.asarray(list(offsets))[None, :], 0, count - 1)
-    channels = [window(resized, center=c, width=w)[index] for c, w in windows]
+    channels = [window(resized, center=w.center, width=w.width)[index] for w in windows]
     return np.concatenate(channels, axis=1).astype(np.float32)
 
 
@@ -140,18 +149,16 @@ def radiograph_inputs(intensity: np.ndarray, *, size: int) -> np.ndarray:
     return resize(intensity, size)[:, None, :, :]
 
 
-def model_inputs(series: DecodedSeries, preprocessing: dict[str, Any]) -> np.ndarray:
-    kind = preprocessing["kind"]
-    if kind == "ct_slices":
+def model_inputs(series: DecodedSeries, preprocessing: Preprocessing) -> np.ndarray:
+    """The model's inputs for a decoded series, as the card's pre-processing says."""
+    if isinstance(preprocessing, CtSlicesPreprocessing):
         return ct_slice_inputs(
             series.pixels,
-            size=int(preprocessing["size"]),
-            windows=preprocessing["windows"],
-            neighbours=int(preprocessing.get("neighbours", 1)),
+            size=preprocessing.size,
+            windows=preprocessing.windows,
+            neighbours=preprocessing.neighbours,
         )
-    if kind == "radiograph":
-        return radiograph_inputs(series.pixels, size=int(preprocessing["size"]))
-    raise ValueError(f"unknown pre-processing kind {kind!r}")
+    return radiograph_inputs(series.pixels, size=preprocessing.size)
 
 
 # ------------------------------------------------------------------------------- predict
@@ -161,32 +168,51 @@ def sigmoid(logits: np.ndarray) -> np.ndarray:
     return (1.0 / (1.0 + np.exp(-logits.astype(np.float64)))).astype(np.float32)
 
 
+class OutputsError(Exception):
+    """The model does not have the outputs its card names."""
+
+
+DEFAULT_OUTPUTS = ModelOutputs()  # what a card without `outputs` names: "logit" and "cam"
+
+
 def predict(
-    session: Any, inputs: np.ndarray, *, batch_size: int = 32
+    session: Any,
+    inputs: np.ndarray,
+    *,
+    outputs: ModelOutputs = DEFAULT_OUTPUTS,
+    batch_size: int = 32,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Run an ONNX Runtime session in batches: (probabilities (n,), activation maps (n, h, w))."""
+    """Run an ONNX Runtime session in batches: (probabilities (n,), activation maps (n, h, w)).
+
+    The outputs are read by the names the card gives them, whatever order the model lists them.
+    """
+    names = [output.name for output in session.get_outputs()]
+    wanted = [outputs.logit, outputs.activation_map]
+    missing = [name for name in wanted if name not in names]
+    if missing:
+        raise OutputsError(
+            f"the model has no output named {', '.join(map(repr, missing))}; "
+            f"its outputs are {', '.join(map(repr, names))}"
+        )
     input_name = session.get_inputs()[0].name
     logits, maps = [], []
     for start in range(0, inputs.shape[0], batch_size):
-        batch_logits, batch_maps = session.run(
-            None, {input_name: inputs[start : start + batch_size]}
+        batch_logits, batch_maps = (
+            np.asarray(value)
+            for value in session.run(wanted, {input_name: inputs[start : start + batch_size]})
         )
-        logits.append(np.asarray(batch_logits).reshape(-1))
-        maps.append(
-            np.asarray(batch_maps).reshape(len(batch_logits), *np.asarray(batch_maps).shape[-2:])
-        )
+        logits.append(batch_logits.reshape(-1))
+        maps.append(batch_maps.reshape(len(batch_logits), *batch_maps.shape[-2:]))
     return sigmoid(np.concatenate(logits)), np.concatenate(maps).astype(np.float32)
 
 
-def aggregate(probabilities: np.ndarray, *, method: str) -> tuple[float, int]:
-    """Study score and the index of the key slice. `max`, or `topk_mean:K`."""
+def aggregate(probabilities: np.ndarray, *, method: Aggregation) -> tuple[float, int]:
+    """Study score and the index of the key slice (the most probable one)."""
     key = int(np.argmax(probabilities))
-    if method == "max":
+    if method.method is AggregationMethod.MAX:
         return float(probabilities[key]), key
-    if method.startswith("topk_mean:"):
-        k = max(1, min(int(method.split(":", 1)[1]), probabilities.size))
-        return float(np.sort(probabilities)[-k:].mean()), key
-    raise ValueError(f"unknown aggregation {method!r}")
+    k = max(1, min(method.k, probabilities.size))
+    return float(np.sort(probabilities)[-k:].mean()), key
 
 
 # --------------------------------------------------------------------------------- render
@@ -230,9 +256,9 @@ def heat_map_png(
     return out.getvalue()
 
 
-def display_image(series: DecodedSeries, index: int, preprocessing: dict[str, Any]) -> np.ndarray:
+def display_image(series: DecodedSeries, index: int, preprocessing: Preprocessing) -> np.ndarray:
     """The key slice in the model's first window (CT) or as is (radiograph), in [0, 1]."""
-    if preprocessing["kind"] == "ct_slices":
-        center, width = preprocessing["windows"][0]
-        return window(series.pixels[index], center=center, width=width)
+    if isinstance(preprocessing, CtSlicesPreprocessing):
+        first = preprocessing.windows[0]
+        return window(series.pixels[index], center=first.center, width=first.width)
     return series.pixels[index]

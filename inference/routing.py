@@ -6,7 +6,8 @@ Each model card carries an ApplicabilityRule, so a site's own model brings its o
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from enum import StrEnum
 
 from triage.findings import Finding
 
@@ -30,6 +31,11 @@ class StudyDescriptor:
     series: Sequence[SeriesDescriptor]
 
 
+class SeriesSelection(StrEnum):
+    THINNEST = "thinnest"  # the thinnest slices, then the most images
+    LARGEST = "largest"  # the most images
+
+
 @dataclass(frozen=True, kw_only=True)
 class ApplicabilityRule:
     finding: Finding
@@ -39,7 +45,9 @@ class ApplicabilityRule:
     requires_contrast: bool | None = None  # None: either
     min_instances: int = 1
     max_slice_thickness: float | None = None
-    exclude_keywords: tuple[str, ...] = field(default=())
+    # A series whose study or series description holds one of these is never read (say
+    # "SCOUT" or "PERFUSION"); upper case, from the card's applies_to.exclude_keywords.
+    exclude_keywords: tuple[str, ...] = ()
 
     def series_applies(self, study: StudyDescriptor, series: SeriesDescriptor) -> bool:
         if series.modality not in self.modalities or series.instance_count < self.min_instances:
@@ -88,14 +96,17 @@ def contrast_given(*, text: str, agent: str) -> bool:
 
 
 def series_select(
-    study: StudyDescriptor, rule: ApplicabilityRule, *, selection: str = "thinnest"
+    study: StudyDescriptor,
+    rule: ApplicabilityRule,
+    *,
+    selection: SeriesSelection = SeriesSelection.THINNEST,
 ) -> SeriesDescriptor | None:
     """The series a model should read: among those that qualify, the thinnest slices (then the
     most images); `largest` prefers the most images."""
     candidates = [series for series in study.series if rule.series_applies(study, series)]
     if not candidates:
         return None
-    if selection == "largest":
+    if selection == SeriesSelection.LARGEST:
         return max(candidates, key=lambda series: series.instance_count)
     return min(
         candidates,

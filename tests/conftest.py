@@ -14,7 +14,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import pytest
 from django.conf import settings
@@ -29,7 +29,7 @@ CELERY_WORKER_COMMAND = [
     "-m",
     "celery",
     "-A",
-    "triage",
+    "triage.config",
     "worker",
     "-Q",
     "default,inference",
@@ -139,12 +139,26 @@ class Listener:
         return self.log_path.read_text(errors="replace")
 
 
+def periodic_duties_start(
+    log: IO[bytes], *, env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
+    """`manage.py periodic_duties`: what Celery beat schedules in production."""
+    return subprocess.Popen(
+        [sys.executable, str(ROOT / "manage.py"), "periodic_duties", "--interval", "0.5"],
+        cwd=ROOT,
+        env=env or child_environment(),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+
+
 @pytest.fixture
 def dicom_listener(transactional_db: None, tmp_path: Path) -> Iterator[Listener]:
-    """A real `manage.py dicom_scp` process on a free port, feeding the test database."""
+    """A real `manage.py dicom_scp` process on a free port, feeding the test database, and
+    the periodic duties beside it (studies become ready); both write to one log."""
     port = free_port()
     log_path = tmp_path / "dicom_scp.log"
-    with open(log_path, "wb") as log:
+    with open(log_path, "ab") as log:
         process = subprocess.Popen(
             [
                 sys.executable,
@@ -162,15 +176,18 @@ def dicom_listener(transactional_db: None, tmp_path: Path) -> Iterator[Listener]
             stdout=log,
             stderr=subprocess.STDOUT,
         )
+        duties = periodic_duties_start(log)
     try:
         wait_for_port(port, process=process)
         yield Listener(port=port, ae_title="TRIAGE", process=process, log_path=log_path)
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        for child in (process, duties):
+            child.terminate()
+        for child in (process, duties):
+            try:
+                child.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                child.kill()
         connection.close()
 
 
@@ -233,7 +250,7 @@ def asgi_server_start(
             sys.executable,
             "-m",
             "uvicorn",
-            "triage.asgi:application",
+            "triage.config.asgi:application",
             "--port",
             str(port),
             "--log-level",

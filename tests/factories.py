@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 from django.db import transaction
 from django.utils import timezone
 
+from triage import broadcast
 from worklist.models import Patient, Study, WorklistItem
 from worklist.services.studies import study_mark_ready
 
@@ -40,5 +41,8 @@ def ready_study(
             last_instance_at=at,
         )
         # No triage task: a study without instances has nothing to route, and a worker writing
-        # while a transactional test flushes the database can deadlock the flush.
-        return study_mark_ready(study=study, now=at, triage=False)
+        # while a transactional test flushes the database can deadlock the flush. Dashboards
+        # are told, as the workflow's announcement does.
+        item = study_mark_ready(study=study, now=at)
+        broadcast.worklist_item_changed(item_id=item.pk)
+        return item

@@ -1,5 +1,2 @@
-"""The Django project package and the triage domain (findings, alerts, audit)."""
-
-from triage.celery import app as celery_app
-
-__all__ = ["celery_app"]
+"""The triage domain: findings, thresholds, the triage policy, alerts, feedback, analytics and
+the reading-room pages. The project's configuration lives apart, in `triage.config`."""

@@ -14,16 +14,15 @@ from django.shortcuts import render
 from django.urls import reverse
 from django.utils import timezone
 
-from inference.services import registry
+from inference.registry import registry_current
 from triage import analytics as analytics_reads
 from triage.findings import CATALOGUE, FINDINGS, Finding
 from triage.models import ThresholdPolicy, ValidationRun
 from triage.operating_points import at_threshold, auc, curves, roc_points
 from triage.plots import Series, line_plot
-from triage.roles import Role
+from triage.roles import Role, role_required
 from triage.thresholds import ThresholdChangeRefused, policy_for, threshold_set
 from triage.validation import validation_arrays
-from worklist.views import role_required
 
 # Typical ED prevalence among studies each model applies to: a starting point the administrator
 # replaces with the site's own figure (the live feedback figure is offered when there is one).
@@ -63,7 +62,7 @@ def thresholds_page(request: HttpRequest) -> HttpResponse:
     finding = params.get("finding") or Finding.INTRACRANIAL_HEMORRHAGE.value
     if finding not in FINDINGS:
         finding = Finding.INTRACRANIAL_HEMORRHAGE.value
-    cards = registry().for_finding(finding)
+    cards = registry_current().for_finding(finding)
     card = cards[0] if cards else None
     current_policy = policy_for(finding=finding)
     current = current_policy.value if current_policy else (card.threshold if card else 0.5)

@@ -7,11 +7,9 @@ dashboard that resumes after N is sent exactly what it missed.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db import transaction
 from django.db.models import QuerySet
 from django.utils import timezone
@@ -20,8 +18,13 @@ from triage import broadcast
 from triage.audit import audit_record
 from triage.deliveries import alert_deliveries_decide
 from triage.findings import finding_spec
-from triage.models import Alert, AlertCounter, StaffProfile
+from triage.models import Alert, AlertCounter
 from triage.roles import Role, user_has_role
+from triage.visibility import (
+    alert_visible_to,
+    alert_visible_to_viewer,
+    viewer_for,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -35,6 +38,35 @@ def _next_seq() -> int:
     counter.last_seq += 1
     counter.save(update_fields=["last_seq"])
     return counter.last_seq
+
+
+def _alert_changed(
+    alert: Alert,
+    *,
+    action: str,
+    actor_id: int | None,
+    channel: str,
+    detail: dict[str, Any] | None = None,
+) -> None:
+    """Audit a change to `alert`, then tell every alert socket after commit. The version
+    (state:tier:clinicians-told) lets every socket of a process share one lookup."""
+    audit_record(
+        action=action,
+        actor_id=actor_id,
+        channel=channel,
+        study_id=alert.study_id,
+        detail={"seq": alert.seq, **(detail or {})},
+    )
+    broadcast.alert_changed(
+        alert_id=alert.pk,
+        seq=alert.seq,
+        version=f"{alert.state}:{alert.tier}:{int(alert.clinicians_notified)}",
+    )
+
+
+def alerts_for_frames() -> QuerySet[Alert]:
+    """Alerts with what `alert_frame` reads joined in (study, run, who acknowledged)."""
+    return Alert.objects.select_related("study", "run", "acknowledged_by")
 
 
 def alert_raise(
@@ -69,17 +101,8 @@ def alert_raise(
         clinicians_notified=spec.clinicians_immediately,
     )
     alert_deliveries_decide(alert=alert, now=now)
-    audit_record(
-        action="alert.raise",
-        actor_id=None,
-        channel="system",
-        study_id=study.pk,
-        detail={"seq": alert.seq, "finding": finding},
-    )
-    broadcast.alert_changed(
-        alert_id=alert.pk,
-        seq=alert.seq,
-        version=f"{alert.state}:{alert.tier}:{int(alert.clinicians_notified)}",
+    _alert_changed(
+        alert, action="alert.raise", actor_id=None, channel="system", detail={"finding": finding}
     )
     logger.info("alert raised seq=%s study=%s finding=%s", alert.seq, study.pk, finding)
     return alert
@@ -98,18 +121,7 @@ def alert_acknowledge(*, alert_id: int, user: Any, screen: str) -> Alert:
             alert.save(
                 update_fields=["state", "acknowledged_at", "acknowledged_by", "acknowledged_from"]
             )
-            audit_record(
-                action="alert.acknowledge",
-                actor_id=user.pk,
-                channel=screen[:16],
-                study_id=alert.study_id,
-                detail={"seq": alert.seq},
-            )
-            broadcast.alert_changed(
-                alert_id=alert.pk,
-                seq=alert.seq,
-                version=f"{alert.state}:{alert.tier}:{int(alert.clinicians_notified)}",
-            )
+            _alert_changed(alert, action="alert.acknowledge", actor_id=user.pk, channel=screen[:16])
     return alert
 
 
@@ -133,17 +145,11 @@ def alert_resolve(*, alert_id: int, user: Any, confirmed: bool) -> Alert:
         alert.save()
         if told_clinicians:
             alert_deliveries_decide(alert=alert, now=now)
-        audit_record(
+        _alert_changed(
+            alert,
             action="alert.confirm" if confirmed else "alert.dismiss",
             actor_id=user.pk,
             channel="dashboard",
-            study_id=alert.study_id,
-            detail={"seq": alert.seq},
-        )
-        broadcast.alert_changed(
-            alert_id=alert.pk,
-            seq=alert.seq,
-            version=f"{alert.state}:{alert.tier}:{int(alert.clinicians_notified)}",
         )
     return alert
 
@@ -165,91 +171,17 @@ def alerts_escalate_due(*, now: datetime | None = None) -> list[int]:
             alert.clinicians_notified = True
             alert.save(update_fields=["state", "tier", "escalated_at", "clinicians_notified"])
             alert_deliveries_decide(alert=alert, now=now)
-            audit_record(
-                action="alert.escalate",
-                actor_id=None,
-                channel="system",
-                study_id=alert.study_id,
-                detail={"seq": alert.seq},
-            )
-            broadcast.alert_changed(
-                alert_id=alert.pk,
-                seq=alert.seq,
-                version=f"{alert.state}:{alert.tier}:{int(alert.clinicians_notified)}",
-            )
+            _alert_changed(alert, action="alert.escalate", actor_id=None, channel="system")
             escalated.append(alert.pk)
     if escalated:
         logger.warning("escalated %s unacknowledged alert(s)", len(escalated))
     return escalated
 
 
-@dataclass(frozen=True)
-class Viewer:
-    """What alert routing needs to know about a user (read once per socket)."""
-
-    administrator: bool
-    radiologist: bool
-    clinician: bool
-    on_duty: bool
-    locations: tuple[str, ...]
-
-
-def viewer_of(*, roles: set[str], profile: StaffProfile | None) -> Viewer:
-    """A Viewer from the user's role names and staff profile (none: on duty, no locations)."""
-    return Viewer(
-        administrator=str(Role.ADMINISTRATOR) in roles,
-        radiologist=str(Role.RADIOLOGIST) in roles,
-        clinician=str(Role.CLINICIAN) in roles,
-        on_duty=profile.on_duty if profile is not None else True,
-        locations=tuple(profile.location_prefixes()) if profile is not None else (),
-    )
-
-
-def staff_profile_of(user: Any) -> StaffProfile | None:
-    try:
-        profile: StaffProfile | None = user.staff_profile
-    except (StaffProfile.DoesNotExist, AttributeError):
-        profile = None
-    return profile
-
-
-def viewer_for(user: Any) -> Viewer:
-    roles = {
-        str(role)
-        for role in (Role.ADMINISTRATOR, Role.RADIOLOGIST, Role.CLINICIAN)
-        if user_has_role(user, role)
-    }
-    return viewer_of(roles=roles, profile=staff_profile_of(user))
-
-
-def alert_visible(viewer: Viewer, *, tier: int, clinicians_notified: bool, location: str) -> bool:
-    """Administrators see every alert; radiologists on duty at once and all of them once it
-    escalates; clinicians when told, for their locations."""
-    if viewer.administrator:
-        return True
-    if viewer.radiologist:
-        return tier >= 2 or viewer.on_duty
-    if viewer.clinician and clinicians_notified:
-        normalised = location.strip().upper()
-        return any(normalised.startswith(prefix) for prefix in viewer.locations)
-    return False
-
-
-def alert_visible_to(alert: Alert, user: AbstractBaseUser | AnonymousUser | Any) -> bool:
-    return alert_visible(
-        viewer_for(user),
-        tier=alert.tier,
-        clinicians_notified=alert.clinicians_notified,
-        location=alert.study.patient_location,
-    )
-
-
 def alerts_visible(
     *, user: Any, after_seq: int | None = None, open_only: bool = False, limit: int = 200
 ) -> list[Alert]:
-    alerts: QuerySet[Alert] = Alert.objects.select_related(
-        "study", "run", "acknowledged_by"
-    ).order_by("seq")
+    alerts = alerts_for_frames().order_by("seq")
     if after_seq is not None:
         alerts = alerts.filter(seq__gt=after_seq)
     if open_only:
@@ -257,16 +189,7 @@ def alerts_visible(
     else:
         alerts = alerts.order_by("-seq")[:limit] if after_seq is None else alerts
     viewer = viewer_for(user)
-    visible = [
-        alert
-        for alert in alerts
-        if alert_visible(
-            viewer,
-            tier=alert.tier,
-            clinicians_notified=alert.clinicians_notified,
-            location=alert.study.patient_location,
-        )
-    ]
+    visible = [alert for alert in alerts if alert_visible_to_viewer(alert, viewer)]
     return sorted(visible, key=lambda alert: alert.seq)
 
 

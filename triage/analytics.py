@@ -94,8 +94,6 @@ def finding_analytics(*, finding: str, since: datetime, until: datetime) -> Find
                 f"(two-sample Kolmogorov-Smirnov D={statistic:.2f}, p={p_value:.1g} < "
                 f"{DRIFT_P_VALUE}). Check the population, the scanners and the model."
             )
-    elif live_scores.size < 20:
-        warning = ""
     return FindingAnalytics(
         finding=finding,
         label=CATALOGUE[Finding(finding)].label,

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from drf_spectacular.utils import extend_schema
 from rest_framework import status
-from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -16,18 +13,19 @@ from triage.alerts import (
     alert_acknowledge,
     alert_frame,
     alert_resolve,
+    alerts_for_frames,
     alerts_visible,
 )
 from triage.feedback import FeedbackRefused, feedback_record
 from triage.models import Alert
-from triage.roles import Role, user_has_role
+from triage.roles import Role, roles_permission
 
-
-class CanReceiveAlerts(BasePermission):
-    message = "Alerts are for radiologists, clinicians and administrators."
-
-    def has_permission(self, request: Any, view: Any) -> bool:
-        return user_has_role(request.user, Role.RADIOLOGIST, Role.CLINICIAN, Role.ADMINISTRATOR)
+CanReceiveAlerts = roles_permission(
+    Role.RADIOLOGIST,
+    Role.CLINICIAN,
+    Role.ADMINISTRATOR,
+    message="Alerts are for radiologists, clinicians and administrators.",
+)
 
 
 class AlertListView(APIView):
@@ -60,7 +58,7 @@ class _AlertAction(APIView):
             return Response({"detail": "No such alert."}, status=status.HTTP_404_NOT_FOUND)
         except AlertNotAllowed as refusal:
             return Response({"detail": str(refusal)}, status=status.HTTP_403_FORBIDDEN)
-        alert = Alert.objects.select_related("study", "run", "acknowledged_by").get(pk=alert.pk)
+        alert = alerts_for_frames().get(pk=alert.pk)
         return Response(alert_frame(alert))
 
 
@@ -80,11 +78,9 @@ class DismissView(_AlertAction):
         return alert_resolve(alert_id=alert_id, user=request.user, confirmed=False)
 
 
-class IsRadiologist(BasePermission):
-    message = "Feedback on AI results is recorded by radiologists."
-
-    def has_permission(self, request: Any, view: Any) -> bool:
-        return user_has_role(request.user, Role.RADIOLOGIST)
+IsRadiologist = roles_permission(
+    Role.RADIOLOGIST, message="Feedback on AI results is recorded by radiologists."
+)
 
 
 class FeedbackView(APIView):

@@ -1,4 +1,12 @@
-"""`/ws/alerts/`: alerts addressed to the user's roles and locations, with resume and resync.
+"""The dashboards' WebSockets.
+
+`/ws/worklist/` (radiologists, administrators): out {"type": "item", "item_id": N} whenever an
+item is added, re-ranked, claimed, read or its AI state changes; in {"type": "resync"} -> out
+{"type": "items", "item_ids": [...]} (deadline order). Frames carry ids only: the page fetches
+its rows once per burst of frames (`/worklist/rows/`), as the user it is, so a socket never
+serialises what its page does not show.
+
+`/ws/alerts/`: alerts addressed to the user's roles and locations, with resume and resync.
 
 Frames in: {"type": "resume", "after": SEQ}, {"type": "resync"}, {"type": "ack", "alert_id": N,
 "screen": "dashboard"}. Frames out: {"type": "alert", "seq": ..., "delivery": "immediate" |
@@ -19,13 +27,14 @@ from triage.alerts import (
     AlertNotAllowed,
     alert_acknowledge,
     alert_frame,
-    alert_visible,
+    alerts_for_frames,
     alerts_visible,
-    viewer_for,
 )
 from triage.deliveries import digest_frame, held_alert_ids, held_recipient_ids, recent_digests
 from triage.models import Alert, AlertDigest
 from triage.roles import Role, user_has_role
+from triage.selectors import worklist_items
+from triage.visibility import alert_visible, viewer_for
 
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_FORBIDDEN = 4403
@@ -43,9 +52,7 @@ def _forget_later(key: tuple[int, str]) -> None:
 @database_sync_to_async
 def _alert_frame_and_scope(alert_id: int) -> Loaded | None:
     """The frame of one alert version, what decides who may see it, and who was held back."""
-    alert = (
-        Alert.objects.select_related("study", "run", "acknowledged_by").filter(pk=alert_id).first()
-    )
+    alert = alerts_for_frames().filter(pk=alert_id).first()
     if alert is None:
         return None
     scope = {
@@ -161,5 +168,36 @@ class AlertConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
     @database_sync_to_async
     def _acknowledge(self, alert_id: int, screen: str) -> dict[str, Any]:
         alert = alert_acknowledge(alert_id=alert_id, user=self.scope["user"], screen=screen)
-        alert = Alert.objects.select_related("study", "run", "acknowledged_by").get(pk=alert.pk)
+        alert = alerts_for_frames().get(pk=alert.pk)
         return _with_delivery(alert_frame(alert), held=False)
+
+
+class WorklistConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
+    async def connect(self) -> None:
+        user = self.scope.get("user")
+        if user is None or not user.is_authenticated:
+            await self.close(code=CLOSE_UNAUTHENTICATED)
+            return
+        if not await database_sync_to_async(user_has_role)(
+            user, Role.RADIOLOGIST, Role.ADMINISTRATOR
+        ):
+            await self.close(code=CLOSE_FORBIDDEN)
+            return
+        await self.channel_layer.group_add(broadcast.GROUP_WORKLIST, self.channel_name)
+        await self.accept()
+
+    async def disconnect(self, code: int) -> None:
+        await self.channel_layer.group_discard(broadcast.GROUP_WORKLIST, self.channel_name)
+
+    async def receive_json(self, content: Any, **kwargs: Any) -> None:
+        if isinstance(content, dict) and content.get("type") == "resync":
+            await self.send_json({"type": "items", "item_ids": await self._item_ids()})
+        else:
+            await self.send_json({"type": "error", "detail": "unknown message type"})
+
+    async def worklist_item(self, event: dict[str, Any]) -> None:
+        await self.send_json({"type": "item", "item_id": event["item_id"]})
+
+    @database_sync_to_async
+    def _item_ids(self) -> list[int]:
+        return list(worklist_items().values_list("pk", flat=True)[:200])

@@ -20,7 +20,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.db.models import Count
 from django.utils import timezone
@@ -29,40 +28,11 @@ from triage import broadcast
 from triage.audit import audit_record
 from triage.findings import finding_spec
 from triage.models import Alert, AlertCounter, AlertDelivery, AlertDigest
-from triage.roles import Role
-
-ROLE_NAMES = (str(Role.RADIOLOGIST), str(Role.CLINICIAN), str(Role.ADMINISTRATOR))
+from triage.visibility import alert_recipients
 
 
 def rate_window() -> timedelta:
     return timedelta(minutes=settings.ALERT_RATE_WINDOW_MINUTES)
-
-
-def alert_recipients(*, alert: Alert) -> list[Any]:
-    """Active staff who may see `alert` now (the same rule the sockets apply)."""
-    from triage.alerts import alert_visible, staff_profile_of, viewer_of
-
-    users = (
-        get_user_model()
-        .objects.filter(is_active=True, groups__name__in=ROLE_NAMES)
-        .distinct()
-        .select_related("staff_profile")
-        .prefetch_related("groups")
-        .order_by("pk")
-    )
-    location = alert.study.patient_location
-    return [
-        user
-        for user in users
-        if alert_visible(
-            viewer_of(
-                roles={group.name for group in user.groups.all()}, profile=staff_profile_of(user)
-            ),
-            tier=alert.tier,
-            clinicians_notified=alert.clinicians_notified,
-            location=location,
-        )
-    ]
 
 
 def _interruptions_since(user_ids: Iterable[int], since: datetime) -> dict[int, int]:

@@ -1,5 +1,6 @@
 """Operating-point statistics on (score, truth) pairs: ROC, and sensitivity, specificity, PPV and
-alert volume against threshold, with percentile-bootstrap 95% intervals. Plain numpy."""
+alert volume against threshold, with percentile-bootstrap 95% intervals; the drift check's
+two-sample Kolmogorov-Smirnov test. numpy and SciPy; AUC is `inference.training.metrics.auc`."""
 
 from __future__ import annotations
 
@@ -7,33 +8,19 @@ import warnings
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.stats import ks_2samp
+
+from inference.training import metrics
 
 THRESHOLDS = np.round(np.linspace(0.01, 0.99, 99), 2)
 
 
 def auc(scores: np.ndarray, labels: np.ndarray) -> float:
-    """Area under the ROC curve (Mann-Whitney, ties count half)."""
-    positives, negatives = scores[labels], scores[~labels]
-    if positives.size == 0 or negatives.size == 0:
+    """Area under the ROC curve (Mann-Whitney, ties count half); NaN without both classes."""
+    label_array = np.asarray(labels, dtype=bool)
+    if label_array.all() or not label_array.any():
         return float("nan")
-    order = np.argsort(np.concatenate([positives, negatives]), kind="mergesort")
-    ranks = np.empty(order.size, dtype=np.float64)
-    combined = np.concatenate([positives, negatives])[order]
-    ranks[order] = _average_ranks(combined)
-    positive_ranks = ranks[: positives.size].sum()
-    return float(
-        (positive_ranks - positives.size * (positives.size + 1) / 2)
-        / (positives.size * negatives.size)
-    )
-
-
-def _average_ranks(sorted_values: np.ndarray) -> np.ndarray:
-    ranks = np.arange(1, sorted_values.size + 1, dtype=np.float64)
-    _, first, counts = np.unique(sorted_values, return_index=True, return_counts=True)
-    for start, count in zip(first, counts, strict=True):
-        if count > 1:
-            ranks[start : start + count] = ranks[start : start + count].mean()
-    return ranks
+    return metrics.auc(scores, label_array)
 
 
 def roc_points(scores: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -167,16 +154,10 @@ def at_threshold(result: Curves, threshold: float) -> dict[str, Interval]:
 
 
 def ks_two_sample(first: np.ndarray, second: np.ndarray) -> tuple[float, float]:
-    """Two-sample Kolmogorov-Smirnov statistic D and its asymptotic p-value."""
-    first, second = np.sort(np.asarray(first, float)), np.sort(np.asarray(second, float))
+    """Two-sample Kolmogorov-Smirnov statistic D and its asymptotic p-value (SciPy `ks_2samp`);
+    NaN, NaN when either sample is empty."""
+    first, second = np.asarray(first, float), np.asarray(second, float)
     if first.size == 0 or second.size == 0:
         return float("nan"), float("nan")
-    values = np.concatenate([first, second])
-    cdf_first = np.searchsorted(first, values, side="right") / first.size
-    cdf_second = np.searchsorted(second, values, side="right") / second.size
-    statistic = float(np.max(np.abs(cdf_first - cdf_second)))
-    effective = first.size * second.size / (first.size + second.size)
-    lam = (np.sqrt(effective) + 0.12 + 0.11 / np.sqrt(effective)) * statistic
-    terms = np.arange(1, 101)
-    p_value = float(np.clip(2 * np.sum((-1) ** (terms - 1) * np.exp(-2 * terms**2 * lam**2)), 0, 1))
-    return statistic, p_value
+    result = ks_2samp(first, second, method="asymp")
+    return float(result.statistic), float(result.pvalue)

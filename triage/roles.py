@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from enum import StrEnum
+from functools import wraps
 from typing import Any
 
+from django.contrib.auth.decorators import login_required
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, Group
+from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest, HttpResponse
+from rest_framework.permissions import BasePermission
+
+View = Callable[..., HttpResponse]
 
 
 class Role(StrEnum):
@@ -33,3 +41,32 @@ def acting_user_id(user: AbstractBaseUser | AnonymousUser | Any) -> int:
     if user.pk is None:
         raise PermissionError("an authenticated user is required")
     return int(user.pk)
+
+
+def role_required(*roles: Role) -> Callable[[View], View]:
+    """A page for users holding any of `roles` (sign-in first; 403 otherwise)."""
+
+    def decorator(view: View) -> View:
+        @login_required
+        @wraps(view)
+        def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+            if not user_has_role(request.user, *roles):
+                raise PermissionDenied("Your role does not give access to this page.")
+            return view(request, *args, **kwargs)
+
+        return wrapped
+
+    return decorator
+
+
+def roles_permission(*roles: Role, message: str) -> type[BasePermission]:
+    """A REST framework permission admitting users holding any of `roles`; `message` is the
+    403's reason."""
+
+    class HasRole(BasePermission):
+        def has_permission(self, request: Any, view: Any) -> bool:
+            return user_has_role(request.user, *roles)
+
+    HasRole.message = message  # type: ignore[attr-defined]
+    HasRole.__name__ = HasRole.__qualname__ = "Has" + "Or".join(r.title() for r in roles)
+    return HasRole

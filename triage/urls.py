@@ -1,49 +1,31 @@
-from django.contrib import admin
-from django.contrib.auth import views as auth_views
-from django.urls import include, path
-from drf_spectacular.views import SpectacularAPIView
+from django.urls import path
 
-from triage import admin_views
-from triage import api as alert_api
-from triage import views as alert_views
-from worklist.urls import api_urls, dicomweb_urls, page_urls
+from triage import worklist_api as api
+from triage import worklist_views as views
+from triage.dicomweb import StowView
 
-urlpatterns = [
-    path("", alert_views.home, name="home"),
-    path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
-    path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
-    path("admin/", admin.site.urls),
-    path("worklist/", include((page_urls, "worklist"))),
-    path("api/", include((api_urls, "worklist-api"))),
-    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
-    path("api/alerts/", alert_api.AlertListView.as_view(), name="api-alerts"),
+page_urls = [
+    path("", views.worklist_page, name="page"),
+    path("rows/", views.worklist_rows, name="rows"),
+    path("studies/<int:study_id>/", views.study_page, name="study"),
+    path("items/<int:item_id>/<str:action>/", views.worklist_action, name="action"),
+]
+
+api_urls = [
+    path("worklist/", api.WorklistView.as_view(), name="api-worklist"),
+    path("worklist/<int:item_id>/claim/", api.ClaimView.as_view(), name="api-claim"),
+    path("worklist/<int:item_id>/release/", api.ReleaseView.as_view(), name="api-release"),
+    path("worklist/<int:item_id>/read/", api.MarkReadView.as_view(), name="api-read"),
+    path("studies/<int:study_id>/", api.StudyDetailView.as_view(), name="api-study"),
     path(
-        "api/alerts/<int:alert_id>/ack/", alert_api.AcknowledgeView.as_view(), name="api-alert-ack"
+        "studies/<int:study_id>/runs/<int:run_id>/heatmap.png",
+        api.HeatmapView.as_view(),
+        name="api-heatmap",
     ),
-    path(
-        "api/alerts/<int:alert_id>/confirm/",
-        alert_api.ConfirmView.as_view(),
-        name="api-alert-confirm",
-    ),
-    path(
-        "api/alerts/<int:alert_id>/dismiss/",
-        alert_api.DismissView.as_view(),
-        name="api-alert-dismiss",
-    ),
-    path("manage/thresholds/", admin_views.thresholds_page, name="admin-thresholds"),
-    path("manage/analytics/", admin_views.analytics_page, name="admin-analytics"),
-    path(
-        "api/studies/<int:study_id>/feedback/",
-        alert_api.FeedbackView.as_view(),
-        name="api-feedback",
-    ),
-    path(
-        "worklist/studies/<int:study_id>/feedback/",
-        alert_views.study_feedback,
-        name="study-feedback",
-    ),
-    path("alerts/", alert_views.inbox_page, name="inbox"),
-    path("alerts/rows/", alert_views.inbox_rows, name="inbox-rows"),
-    path("alerts/<int:alert_id>/ack/", alert_views.inbox_acknowledge, name="inbox-ack"),
-    path("dicomweb/", include((dicomweb_urls, "dicomweb"))),
+    path("quarantine/", api.QuarantineView.as_view(), name="api-quarantine"),
+]
+
+dicomweb_urls = [
+    path("studies", StowView.as_view(), name="stow"),
+    path("studies/<str:study_instance_uid>", StowView.as_view(), name="stow-study"),
 ]

@@ -8,18 +8,20 @@ from __future__ import annotations
 
 import csv
 import logging
+import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pydicom
+from django.conf import settings
 from django.utils import timezone
 
 from inference import pipeline
 from inference.registry import ModelCard
 from inference.routing import SeriesDescriptor, StudyDescriptor, series_select
-from inference.runtime import session_for
+from inference.scoring import series_score
 from triage.models import ValidationCase, ValidationRun
 
 logger = logging.getLogger(__name__)
@@ -88,16 +90,18 @@ def _series_of(folder: Path) -> tuple[StudyDescriptor, dict[str, list[Path]]]:
 
 
 def study_score(card: ModelCard, folder: Path, *, threads: int) -> float:
+    """The model's score for one study folder, read as a worker reads it."""
     descriptor, files = _series_of(folder)
     chosen = series_select(descriptor, card.applies_to, selection=card.series_selection)
     if chosen is None:
         raise DatasetError(f"{folder.name}: no series this model applies to")
-    series = pipeline.decode_series(files[chosen.uid])
-    loaded = session_for(key=(card.name, card.sha256), path=card.onnx_path, threads=threads)
-    probabilities, _ = pipeline.predict(
-        loaded.session, pipeline.model_inputs(series, card.preprocessing)
-    )
-    return pipeline.aggregate(probabilities, method=card.aggregation)[0]
+    return series_score(
+        card=card,
+        paths=files[chosen.uid],
+        threads=threads,
+        batch_size=settings.INFERENCE_BATCH_SIZE,
+        heat_map=False,
+    ).score
 
 
 def validation_run_create(
@@ -168,26 +172,26 @@ def validation_arrays(run: ValidationRun) -> tuple[np.ndarray, np.ndarray]:
 def validation_run_from_phantoms(
     *, card: ModelCard, seeds: range, threads: int = 1, progress: Progress | None = None
 ) -> ValidationRun:
-    """Score held-out phantoms (alternately positive and negative) through the same
-    pre-processing as the worker, without writing DICOM: the demo's first validation run."""
-    from inference.phantoms import phantom_generate
+    """Score held-out phantoms (alternately positive and negative) as a worker scores a study:
+    each is written as DICOM to a temporary folder and read back through the same chain. The
+    demo's first validation run."""
+    from inference.phantoms import phantom_generate, phantom_write
 
     cases = []
-    loaded = session_for(key=(card.name, card.sha256), path=card.onnx_path, threads=threads)
     for index, seed in enumerate(seeds):
         positive = index % 2 == 0
         study = phantom_generate(card.finding, positive=positive, seed=seed)
-        series = pipeline.DecodedSeries(
-            pixels=study.pixels,
-            sop_instance_uids=[str(i) for i in range(study.pixels.shape[0])],
-            positions=np.arange(study.pixels.shape[0], dtype=np.float64),
-            photometric=study.photometric,
-            modality=study.modality,
-        )
-        probabilities, _ = pipeline.predict(
-            loaded.session, pipeline.model_inputs(series, card.preprocessing)
-        )
-        score = pipeline.aggregate(probabilities, method=card.aggregation)[0]
+        with tempfile.TemporaryDirectory(prefix="validation-phantom-") as folder:
+            paths = phantom_write(
+                study, out_dir=Path(folder), seed=seed, transfer_syntax="explicit"
+            )
+            score = series_score(
+                card=card,
+                paths=paths,
+                threads=threads,
+                batch_size=settings.INFERENCE_BATCH_SIZE,
+                heat_map=False,
+            ).score
         cases.append((f"phantom-{seed}", positive, score))
         if progress:
             progress(index + 1, len(seeds), f"phantom-{seed}")

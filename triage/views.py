@@ -15,8 +15,7 @@ from triage.alerts import AlertNotAllowed, alert_acknowledge, alerts_visible
 from triage.deliveries import held_alert_ids
 from triage.feedback import FeedbackRefused, feedback_record
 from triage.models import Alert
-from triage.roles import Role
-from worklist.views import role_required
+from triage.roles import Role, role_required
 
 INBOX_ROLES = (Role.CLINICIAN, Role.RADIOLOGIST, Role.ADMINISTRATOR)
 

@@ -9,18 +9,18 @@ degenerative change: osteophytes, disc-space narrowing and endplate sclerosis, w
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import partial
 
 import numpy as np
 
 from inference.phantoms.geometry import (
     Grid,
-    grid_make,
-    noise_add,
+    grid_draw,
     segment_distance2d,
     smooth_field,
     soft_edge,
 )
-from inference.phantoms.study import PhantomStudy, slice_labels_of
+from inference.phantoms.study import PhantomStudy, ct_phantom_finish, lesion_draw_until
 from triage.findings import Finding
 
 SIZE = 128
@@ -48,17 +48,16 @@ class Spine:
 
 
 def spine_shape(rng: np.random.Generator, *, degenerative: bool) -> Spine:
-    spacing = round(float(rng.uniform(1.0, 1.3)), 3)
-    thickness = float(rng.choice([1.0, 1.25, 1.5, 2.0]))
-    slices = int(np.clip(round(float(rng.uniform(110.0, 140.0)) / thickness), 48, 96))
-    grid = grid_make(
-        slices=slices,
+    grid = grid_draw(
+        rng,
         size=SIZE,
-        spacing=spacing,
-        thickness=thickness,
-        offset=(float(rng.uniform(-4, 4)), float(rng.uniform(-4, 4))),
+        spacing=(1.0, 1.3),
+        thicknesses=(1.0, 1.25, 1.5, 2.0),
+        coverage=(110.0, 140.0),
+        slices=(48, 96),
+        offset=4.0,
     )
-    height = slices * thickness
+    height = grid.height
     levels: list[Level] = []
     z = -float(rng.uniform(0, 16))
     narrowed = set()
@@ -381,26 +380,20 @@ def cspine_ct_generate(rng: np.random.Generator, *, positive: bool) -> PhantomSt
         size = {"subtle": "small", "lamina": "medium", "compression": "medium"}.get(
             subtype, "large"
         )
-        for _ in range(6):
-            fracture_draw(volume, mask, spine, rng, subtype)
-            if slice_labels_of(mask).sum() >= 2:
-                break
-    noise_add(volume, rng, sd=float(rng.uniform(12.0, 20.0)))
-    np.clip(volume, -1024, 3071, out=volume)
-    return PhantomStudy(
+        lesion_draw_until(
+            partial(fracture_draw, volume, mask, spine, rng, subtype), mask, min_slices=2
+        )
+    return ct_phantom_finish(
+        volume,
+        mask,
+        rng,
+        grid=grid,
         finding=Finding.FRACTURE,
         positive=positive,
         subtype=subtype,
         size=size,
-        modality="CT",
-        pixels=volume,
-        lesion_mask=mask,
-        slice_labels=slice_labels_of(mask),
-        pixel_spacing=(grid.spacing, grid.spacing),
-        slice_thickness=grid.thickness,
+        noise_sd=(12.0, 20.0),
         body_part="CSPINE",
         study_description="CT C-SPINE WO CONTRAST",
-        series_description=f"AXIAL {grid.thickness:g}MM BONE",
-        contrast_agent="",
-        photometric="MONOCHROME2",
+        series_suffix=" BONE",
     )

@@ -9,6 +9,7 @@ negatives' confounders are mixing artefact (120-180 HU, blotchy, no sharp edge) 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 
@@ -17,15 +18,19 @@ from inference.phantoms.geometry import (
     Tube,
     blur2d,
     ellipsoid_weight,
-    grid_make,
-    noise_add,
+    grid_draw,
     paint,
     smooth_field,
     soft_edge,
     tube_distance,
     tube_weight,
 )
-from inference.phantoms.study import PhantomStudy, lesion_paint, slice_labels_of
+from inference.phantoms.study import (
+    PhantomStudy,
+    ct_phantom_finish,
+    lesion_draw_until,
+    lesion_paint,
+)
 from triage.findings import Finding
 
 SIZE = 128
@@ -68,18 +73,17 @@ def lung_taper(chest: Chest, z: np.ndarray | np.floating) -> np.ndarray:
 
 
 def chest_shape(rng: np.random.Generator) -> Chest:
-    spacing = round(float(rng.uniform(2.5, 3.0)), 3)
-    thickness = float(rng.choice([1.0, 1.25, 1.5, 2.0]))
-    slices = int(np.clip(round(float(rng.uniform(230.0, 280.0)) / thickness), 64, 200))
-    grid = grid_make(
-        slices=slices,
+    grid = grid_draw(
+        rng,
         size=SIZE,
-        spacing=spacing,
-        thickness=thickness,
-        offset=(float(rng.uniform(-6, 6)), float(rng.uniform(-6, 6))),
+        spacing=(2.5, 3.0),
+        thicknesses=(1.0, 1.25, 1.5, 2.0),
+        coverage=(230.0, 280.0),
+        slices=(64, 200),
+        offset=6.0,
     )
-    height = slices * thickness
-    half = SIZE * spacing / 2
+    height = grid.height
+    half = SIZE * grid.spacing / 2
     lateral = min(float(rng.uniform(140.0, 168.0)), half * 0.94)
     ap = min(lateral * float(rng.uniform(0.62, 0.74)), half * 0.8)
     wall = float(rng.uniform(16.0, 28.0))
@@ -485,26 +489,20 @@ def ctpa_generate(rng: np.random.Generator, *, positive: bool) -> PhantomStudy:
     size = ""
     if positive:
         size = {"main": "large", "lobar": "medium", "segmental": "small"}[subtype]
-        for _ in range(6):
-            embolus_draw(volume, mask, chest, rng, arteries, subtype)
-            if slice_labels_of(mask).sum() >= 3:
-                break
-    noise_add(volume, rng, sd=float(rng.uniform(9.0, 15.0)))
-    np.clip(volume, -1024, 3071, out=volume)
-    return PhantomStudy(
+        lesion_draw_until(
+            partial(embolus_draw, volume, mask, chest, rng, arteries, subtype), mask, min_slices=3
+        )
+    return ct_phantom_finish(
+        volume,
+        mask,
+        rng,
+        grid=grid,
         finding=Finding.PULMONARY_EMBOLISM,
         positive=positive,
         subtype=subtype,
         size=size,
-        modality="CT",
-        pixels=volume,
-        lesion_mask=mask,
-        slice_labels=slice_labels_of(mask),
-        pixel_spacing=(grid.spacing, grid.spacing),
-        slice_thickness=grid.thickness,
+        noise_sd=(9.0, 15.0),
         body_part="CHEST",
         study_description="CTPA CHEST W CONTRAST",
-        series_description=f"AXIAL {grid.thickness:g}MM",
-        contrast_agent=str(rng.choice(["IOHEXOL", "IOPAMIDOL", "IODIXANOL"])),
-        photometric="MONOCHROME2",
+        contrast_agents=("IOHEXOL", "IOPAMIDOL", "IODIXANOL"),
     )

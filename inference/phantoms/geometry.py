@@ -29,6 +29,11 @@ class Grid:
     def shape(self) -> tuple[int, int, int]:
         return (self.z.size, self.y.size, self.x.size)
 
+    @property
+    def height(self) -> float:
+        """mm covered along z: slices times thickness."""
+        return self.z.size * self.thickness
+
     def box(self, low: Point, high: Point) -> Box | None:
         """Index ranges of the voxels whose centres lie inside [low, high]; None when empty."""
         ranges = []
@@ -61,6 +66,31 @@ def grid_make(
         x=axis + np.float32(offset[1]),
         spacing=spacing,
         thickness=thickness,
+    )
+
+
+def grid_draw(
+    rng: np.random.Generator,
+    *,
+    size: int,
+    spacing: tuple[float, float],
+    thicknesses: Sequence[float],
+    coverage: tuple[float, float],
+    slices: tuple[int, int],
+    offset: float,
+) -> Grid:
+    """A seeded CT grid: pixel spacing drawn from `spacing` (mm, 3 decimals), a slice thickness
+    from `thicknesses`, as many slices as cover a drawn `coverage` (mm) within `slices`, and an
+    in-plane offset of up to `offset` mm either way."""
+    pixel = round(float(rng.uniform(*spacing)), 3)
+    thickness = float(rng.choice(list(thicknesses)))
+    count = int(np.clip(round(float(rng.uniform(*coverage)) / thickness), *slices))
+    return grid_make(
+        slices=count,
+        size=size,
+        spacing=pixel,
+        thickness=thickness,
+        offset=(float(rng.uniform(-offset, offset)), float(rng.uniform(-offset, offset))),
     )
 
 

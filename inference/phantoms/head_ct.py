@@ -8,7 +8,9 @@ lowest slices against bone.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 
@@ -16,8 +18,7 @@ from inference.phantoms.geometry import (
     Grid,
     Tube,
     ellipsoid_weight,
-    grid_make,
-    noise_add,
+    grid_draw,
     paint,
     smooth_field,
     soft_edge,
@@ -25,9 +26,10 @@ from inference.phantoms.geometry import (
 )
 from inference.phantoms.study import (
     PhantomStudy,
+    ct_phantom_finish,
+    lesion_draw_until,
     lesion_paint,
     size_draw,
-    slice_labels_of,
 )
 from triage.findings import Finding
 
@@ -55,18 +57,17 @@ class Head:
 
 
 def head_shape(rng: np.random.Generator) -> Head:
-    spacing = round(float(rng.uniform(1.5, 2.0)), 3)
-    thickness = float(rng.choice([2.5, 3.0, 3.75, 4.0, 5.0]))
-    slices = int(np.clip(round(float(rng.uniform(135.0, 165.0)) / thickness), 24, 64))
-    grid = grid_make(
-        slices=slices,
+    grid = grid_draw(
+        rng,
         size=SIZE,
-        spacing=spacing,
-        thickness=thickness,
-        offset=(float(rng.uniform(-5, 5)), float(rng.uniform(-5, 5))),
+        spacing=(1.5, 2.0),
+        thicknesses=(2.5, 3.0, 3.75, 4.0, 5.0),
+        coverage=(135.0, 165.0),
+        slices=(24, 64),
+        offset=5.0,
     )
-    height = slices * thickness
-    semi_ap = min(float(rng.uniform(86.0, 96.0)), SIZE * spacing * 0.46)
+    height = grid.height
+    semi_ap = min(float(rng.uniform(86.0, 96.0)), SIZE * grid.spacing * 0.46)
     semi_lat = semi_ap * float(rng.uniform(0.76, 0.85))
     u = grid.z / np.float32(height)
     equator = np.float32(rng.uniform(0.28, 0.36))
@@ -511,6 +512,14 @@ def intraventricular_draw(
     return added
 
 
+BLEED_DRAWS: dict[str, Callable[..., int]] = {
+    "epidural": epidural_draw,
+    "subdural": subdural_draw,
+    "subarachnoid": subarachnoid_draw,
+    "intraparenchymal": intraparenchymal_draw,
+}
+
+
 def head_ct_generate(rng: np.random.Generator, *, positive: bool) -> PhantomStudy:
     head = head_shape(rng)
     subtype = (
@@ -534,37 +543,24 @@ def head_ct_generate(rng: np.random.Generator, *, positive: bool) -> PhantomStud
     size = ""
     if positive:
         size = size_draw(rng)
-        draw = {
-            "epidural": epidural_draw,
-            "subdural": subdural_draw,
-            "subarachnoid": subarachnoid_draw,
-            "intraparenchymal": intraparenchymal_draw,
-        }
-        for _ in range(6):
-            if subtype == "intraventricular":
-                intraventricular_draw(volume, mask, head, rng, size, parts)
-            else:
-                draw[subtype](volume, mask, head, rng, size)
-            if slice_labels_of(mask).sum() >= 2:
-                break
+        draw: Callable[[], int] = (
+            partial(intraventricular_draw, volume, mask, head, rng, size, parts)
+            if subtype == "intraventricular"
+            else partial(BLEED_DRAWS[subtype], volume, mask, head, rng, size)
+        )
+        lesion_draw_until(draw, mask, min_slices=2)
     if subtype == "streak" or rng.random() < 0.1:
         streaks_draw(volume, head, rng)
-    noise_add(volume, rng, sd=float(rng.uniform(3.5, 5.5)))
-    np.clip(volume, -1024, 3071, out=volume)
-    return PhantomStudy(
+    return ct_phantom_finish(
+        volume,
+        mask,
+        rng,
+        grid=head.grid,
         finding=Finding.INTRACRANIAL_HEMORRHAGE,
         positive=positive,
         subtype=subtype,
         size=size,
-        modality="CT",
-        pixels=volume,
-        lesion_mask=mask,
-        slice_labels=slice_labels_of(mask),
-        pixel_spacing=(head.grid.spacing, head.grid.spacing),
-        slice_thickness=head.grid.thickness,
+        noise_sd=(3.5, 5.5),
         body_part="HEAD",
         study_description="CT HEAD WO CONTRAST",
-        series_description=f"AXIAL {head.grid.thickness:g}MM",
-        contrast_agent="",
-        photometric="MONOCHROME2",
     )

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
+from inference.phantoms.geometry import Grid, noise_add
 from triage.findings import Finding
 
 SIZES = ("small", "medium", "large")
@@ -96,3 +98,53 @@ def lesion_paint(
 
 def slice_labels_of(mask: np.ndarray) -> np.ndarray:
     return np.asarray(mask.any(axis=(1, 2)), dtype=bool)
+
+
+def lesion_draw_until(
+    draw: Callable[[], object], mask: np.ndarray, *, min_slices: int, attempts: int = 6
+) -> None:
+    """Draw a lesion (into `mask`) until it shows on `min_slices` slices, `attempts` at most."""
+    for _ in range(attempts):
+        draw()
+        if slice_labels_of(mask).sum() >= min_slices:
+            break
+
+
+def ct_phantom_finish(
+    volume: np.ndarray,
+    mask: np.ndarray,
+    rng: np.random.Generator,
+    *,
+    grid: Grid,
+    finding: Finding,
+    positive: bool,
+    subtype: str,
+    size: str,
+    noise_sd: tuple[float, float],
+    body_part: str,
+    study_description: str,
+    series_suffix: str = "",
+    contrast_agents: Sequence[str] = (),
+) -> PhantomStudy:
+    """The closing steps of every CT phantom: scanner noise (its SD drawn from `noise_sd`), the
+    HU range a 12-bit CT stores, then the study record. A contrast agent, when the study has one,
+    is drawn from `contrast_agents` after the noise."""
+    noise_add(volume, rng, sd=float(rng.uniform(*noise_sd)))
+    np.clip(volume, -1024, 3071, out=volume)
+    return PhantomStudy(
+        finding=finding,
+        positive=positive,
+        subtype=subtype,
+        size=size,
+        modality="CT",
+        pixels=volume,
+        lesion_mask=mask,
+        slice_labels=slice_labels_of(mask),
+        pixel_spacing=(grid.spacing, grid.spacing),
+        slice_thickness=grid.thickness,
+        body_part=body_part,
+        study_description=study_description,
+        series_description=f"AXIAL {grid.thickness:g}MM{series_suffix}",
+        contrast_agent=str(rng.choice(list(contrast_agents))) if contrast_agents else "",
+        photometric="MONOCHROME2",
+    )

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from inference.registry import SHIPPED_MODELS_DIR, file_sha256
+from inference.registry import SHIPPED_MODELS_DIR, ModelOutputs, file_sha256
 from inference.training.data import (
     Log,
     PhantomGenerator,
@@ -32,7 +32,7 @@ from inference.training.evaluate import (
     subtype_specificity,
     validation_summary,
 )
-from inference.training.export import model_export
+from inference.training.export import OUTPUT_NAMES, model_export
 from inference.training.metrics import (
     operating_point_select,
     operating_point_with_margin,
@@ -139,7 +139,7 @@ def model_build(
     torch_seed(seed)
     model = CamNet(
         in_channels=spec.in_channels,
-        size=int(spec.preprocessing["size"]),
+        size=spec.preprocessing.size,
         widths=spec.widths,
         repeats=spec.repeats,
         downsample_first=spec.downsample_first,
@@ -229,9 +229,9 @@ def model_build(
         "sha256": file_sha256(staged),
         "applies_to": spec.applies_to,
         "series_selection": spec.series_selection,
-        "preprocessing": spec.preprocessing,
-        "outputs": {"logit": "logit", "activation_map": "cam"},
-        "aggregation": aggregation,
+        "preprocessing": spec.preprocessing.as_json(),
+        "outputs": ModelOutputs(logit=OUTPUT_NAMES[0], activation_map=OUTPUT_NAMES[1]).as_json(),
+        "aggregation": str(aggregation),
         "operating_point": {
             "threshold": threshold,
             "chosen_on": (

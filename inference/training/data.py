@@ -16,6 +16,7 @@ import numpy as np
 import pydicom
 
 from inference.pipeline import DecodedSeries, model_inputs, radiograph_intensity
+from inference.registry import Preprocessing
 from inference.training.specs import CAM_CELLS, TrainingSpec, study_is_positive
 
 # phantom_generate(finding, positive=..., seed=...) -> PhantomStudy
@@ -52,7 +53,7 @@ def decoded_series(study: Any) -> DecodedSeries:
     )
 
 
-def study_inputs(study: Any, preprocessing: dict[str, Any]) -> np.ndarray:
+def study_inputs(study: Any, preprocessing: Preprocessing) -> np.ndarray:
     """(n, channels, size, size) float32 model inputs for one phantom study."""
     return model_inputs(decoded_series(study), preprocessing)
 

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from inference.pipeline import aggregate, predict
+from inference.registry import Aggregation
 from inference.runtime import session_create
 from inference.training.data import PhantomStudy
 from inference.training.metrics import auc, sensitivity, specificity
@@ -31,7 +32,7 @@ class StudyPredictions:
     positive: np.ndarray  # bool (studies,)
     subtypes: list[str]
 
-    def scores(self, method: str) -> np.ndarray:
+    def scores(self, method: Aggregation) -> np.ndarray:
         return np.asarray([aggregate(p, method=method)[0] for p in self.probabilities])
 
     @property
@@ -61,19 +62,20 @@ def studies_predict(session: Any, studies: Iterable[PhantomStudy]) -> StudyPredi
 
 
 def aggregation_select(
-    predictions: StudyPredictions, candidates: Sequence[str]
-) -> tuple[str, dict[str, float]]:
-    """The first candidate, unless another beats its validation AUC by AGGREGATION_MARGIN."""
+    predictions: StudyPredictions, candidates: Sequence[Aggregation]
+) -> tuple[Aggregation, dict[str, float]]:
+    """The first candidate, unless another beats its validation AUC by AGGREGATION_MARGIN; with
+    every candidate's validation AUC by its card name."""
     aucs = {method: auc(predictions.scores(method), predictions.positive) for method in candidates}
     chosen = candidates[0]
     for method in candidates[1:]:
         if aucs[method] >= aucs[chosen] + AGGREGATION_MARGIN:
             chosen = method
-    return chosen, {method: round(value, 4) for method, value in aucs.items()}
+    return chosen, {str(method): round(value, 4) for method, value in aucs.items()}
 
 
 def subtype_sensitivity(
-    predictions: StudyPredictions, *, method: str, threshold: float
+    predictions: StudyPredictions, *, method: Aggregation, threshold: float
 ) -> dict[str, dict[str, Any]]:
     """Sensitivity per phantom subtype of the positive studies (where a miss comes from)."""
     scores = predictions.scores(method)
@@ -89,7 +91,7 @@ def subtype_sensitivity(
 
 
 def subtype_specificity(
-    predictions: StudyPredictions, *, method: str, threshold: float
+    predictions: StudyPredictions, *, method: Aggregation, threshold: float
 ) -> dict[str, dict[str, Any]]:
     """Specificity per phantom subtype of the negative studies (which mimic causes alarms)."""
     scores = predictions.scores(method)
@@ -106,7 +108,7 @@ def subtype_specificity(
 
 
 def validation_summary(
-    predictions: StudyPredictions, *, method: str, threshold: float
+    predictions: StudyPredictions, *, method: Aggregation, threshold: float
 ) -> dict[str, Any]:
     scores = predictions.scores(method)
     return {

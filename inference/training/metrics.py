@@ -1,6 +1,7 @@
 """Study-level metrics for model cards: AUC, sensitivity / specificity, bootstrap intervals.
 
-numpy only (no torch, no sklearn), so tests and the registry can use it without training extras.
+numpy and SciPy only (no torch, no sklearn), so tests, the registry and the triage app's
+operating-point statistics can use it without training extras. The one AUC of the project.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+from scipy.stats import mannwhitneyu
 
 Statistic = Callable[[np.ndarray, np.ndarray], float]
 
@@ -21,28 +23,15 @@ def _as_arrays(scores: Any, labels: Any) -> tuple[np.ndarray, np.ndarray]:
     return score_array, label_array
 
 
-def _average_ranks(values: np.ndarray) -> np.ndarray:
-    """1-based ranks with ties sharing their mean rank (what Mann-Whitney needs)."""
-    order = np.argsort(values, kind="mergesort")
-    ordered = values[order]
-    # Start index of each run of equal values, and the mean rank of that run.
-    starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
-    ends = np.r_[starts[1:], ordered.size]
-    run_ranks = (starts + ends + 1) / 2.0
-    ranks = np.empty(values.size, dtype=np.float64)
-    ranks[order] = np.repeat(run_ranks, ends - starts)
-    return ranks
-
-
 def auc(scores: Any, labels: Any) -> float:
     """ROC AUC as the Mann-Whitney U statistic: P(positive scores above negative), ties 1/2."""
     score_array, label_array = _as_arrays(scores, labels)
-    positives = int(label_array.sum())
-    negatives = label_array.size - positives
-    if positives == 0 or negatives == 0:
+    positives, negatives = score_array[label_array], score_array[~label_array]
+    if positives.size == 0 or negatives.size == 0:
         raise ValueError("AUC needs at least one positive and one negative")
-    rank_sum = float(_average_ranks(score_array)[label_array].sum())
-    return (rank_sum - positives * (positives + 1) / 2.0) / (positives * negatives)
+    # U of the positives = pairs (positive, negative) ranked the right way, ties counting half.
+    u_statistic = mannwhitneyu(positives, negatives, method="asymptotic").statistic
+    return float(u_statistic) / (positives.size * negatives.size)
 
 
 def sensitivity(scores: Any, labels: Any, *, threshold: float) -> float:

@@ -9,6 +9,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from inference.registry import (
+    Aggregation,
+    AggregationMethod,
+    CtSlicesPreprocessing,
+    Preprocessing,
+    RadiographPreprocessing,
+    Window,
+)
 from triage.findings import Finding
 
 # Seed ranges: disjoint, so no held-out phantom is ever generated for training or validation.
@@ -28,12 +36,12 @@ INTENDED_USE = (
 class TrainingSpec:
     finding: Finding
     modality_label: str  # words for the card's training_data sentence
-    preprocessing: dict[str, Any]
-    applies_to: dict[str, Any]
+    preprocessing: Preprocessing
+    applies_to: dict[str, Any]  # written to the card as is
     series_selection: str = "thinnest"
     # Study-score aggregations tried on validation; the first is the default and another one
     # replaces it only when it is clearly better there (see build.aggregation_select).
-    aggregations: tuple[str, ...] = ("max",)
+    aggregations: tuple[Aggregation, ...] = (Aggregation(AggregationMethod.MAX),)
     train_studies: int = 600
     validation_studies: int = 300
     test_studies: int = 500
@@ -56,13 +64,11 @@ class TrainingSpec:
 
     @property
     def is_ct(self) -> bool:
-        return self.preprocessing["kind"] == "ct_slices"
+        return isinstance(self.preprocessing, CtSlicesPreprocessing)
 
     @property
     def in_channels(self) -> int:
-        if self.is_ct:
-            return len(self.preprocessing["windows"]) * (2 * self.preprocessing["neighbours"] + 1)
-        return 1
+        return self.preprocessing.channels
 
 
 SPECS: dict[Finding, TrainingSpec] = {
@@ -71,12 +77,11 @@ SPECS: dict[Finding, TrainingSpec] = {
         TrainingSpec(
             finding=Finding.INTRACRANIAL_HEMORRHAGE,
             modality_label="non-contrast head CT",
-            preprocessing={
-                "kind": "ct_slices",
-                "size": 64,
-                "windows": [[40, 80], [80, 200]],
-                "neighbours": 1,
-            },
+            preprocessing=CtSlicesPreprocessing(
+                size=64,
+                windows=(Window(40, 80), Window(80, 200)),
+                neighbours=1,
+            ),
             applies_to={
                 "modalities": ["CT"],
                 "body_parts": ["HEAD", "BRAIN", "SKULL"],
@@ -91,12 +96,11 @@ SPECS: dict[Finding, TrainingSpec] = {
             modality_label="CT pulmonary angiogram",
             # Full phantom resolution (a segmental embolus is 2 px wide at 64) and a narrow window
             # that sets a 20-50 HU filling defect apart from 130-180 HU mixing artefact.
-            preprocessing={
-                "kind": "ct_slices",
-                "size": 128,
-                "windows": [[100, 700], [100, 250]],
-                "neighbours": 1,
-            },
+            preprocessing=CtSlicesPreprocessing(
+                size=128,
+                windows=(Window(100, 700), Window(100, 250)),
+                neighbours=1,
+            ),
             applies_to={
                 "modalities": ["CT"],
                 "body_parts": ["CHEST", "THORAX", "LUNG"],
@@ -117,7 +121,7 @@ SPECS: dict[Finding, TrainingSpec] = {
         TrainingSpec(
             finding=Finding.PNEUMOTHORAX,
             modality_label="chest radiograph",
-            preprocessing={"kind": "radiograph", "size": 128},
+            preprocessing=RadiographPreprocessing(size=128),
             applies_to={
                 "modalities": ["CR", "DX"],
                 "body_parts": ["CHEST", "THORAX"],
@@ -134,12 +138,11 @@ SPECS: dict[Finding, TrainingSpec] = {
         TrainingSpec(
             finding=Finding.FRACTURE,
             modality_label="cervical-spine CT",
-            preprocessing={
-                "kind": "ct_slices",
-                "size": 64,
-                "windows": [[500, 2000], [40, 400]],
-                "neighbours": 1,
-            },
+            preprocessing=CtSlicesPreprocessing(
+                size=64,
+                windows=(Window(500, 2000), Window(40, 400)),
+                neighbours=1,
+            ),
             applies_to={
                 "modalities": ["CT"],
                 "body_parts": ["CSPINE", "NECK"],

@@ -1,4 +1,4 @@
-"""The queue simulation in bench/queue.py: deterministic, faithful to the ranking, exactly-once.
+"""The queue simulation in bench/queue_sim.py: deterministic, faithful to the ranking, exactly-once.
 
 No database and no timing: these check the simulation's behaviour on hand-made scenarios.
 """
@@ -13,8 +13,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from bench import queue as sim
+from bench import queue_sim as sim
 from triage.findings import CATALOGUE, Finding
+from worklist.ranking import target_minutes
 
 ROOT = Path(__file__).resolve().parents[2]
 QUIET = sim.STUDY_STABLE_SECONDS / 60.0
@@ -160,6 +161,25 @@ def test_deadline_is_the_smallest_target_that_applies() -> None:
     assert sim.simulate(s, policy="ranked", radiologists=1).order.tolist() == [0, 2, 1]
 
 
+def test_base_target_is_the_products_rule_with_the_runs_class_targets() -> None:
+    for priority in sim.PRIORITIES:
+        for is_ed in (False, True):
+            assert sim.base_target_minutes(priority, is_ed=is_ed) == target_minutes(
+                order_priority=priority,
+                is_emergency=is_ed,
+                priority_targets=sim.PRIORITY_TARGET_MINUTES,
+                default_priority=sim.DEFAULT_PRIORITY,
+                emergency_target=sim.ED_TARGET_MINUTES,
+            )
+    before = sim.targets_apply({"ED": 90, "STAT": 45})
+    try:
+        assert sim.base_target_minutes("ROUTINE", is_ed=True) == 90
+        assert sim.base_target_minutes("STAT", is_ed=True) == 45
+    finally:
+        sim.targets_apply(before)
+    assert sim.base_target_minutes("ROUTINE", is_ed=True) == 60
+
+
 def test_idle_radiologist_reads_the_next_study_as_soon_as_it_is_listed() -> None:
     s = scenario(study(0.0, 1.0), study(30.0, 1.0))
     for policy in sim.POLICIES:
@@ -264,12 +284,13 @@ def test_operating_points_from_cards_with_fallback(tmp_path: Path) -> None:
 
 
 def test_mirrored_targets_match_the_settings_defaults() -> None:
-    text = (ROOT / "triage" / "settings.py").read_text()
+    text = (ROOT / "triage" / "config" / "settings.py").read_text()
     match = re.search(r'"WORKLIST_PRIORITY_TARGET_MINUTES",\s*"([^"]+)"', text)
     assert match is not None
     defaults = dict(pair.split("=") for pair in match.group(1).split(","))
     assert {key: int(value) for key, value in defaults.items()} == sim.PRIORITY_TARGET_MINUTES
     assert f'"WORKLIST_ED_TARGET_MINUTES", "{sim.ED_TARGET_MINUTES}"' in text
+    assert f'"WORKLIST_DEFAULT_PRIORITY", "{sim.DEFAULT_PRIORITY}"' in text
     assert f'"STUDY_STABLE_SECONDS", "{sim.STUDY_STABLE_SECONDS:g}"' in text
 
 

@@ -7,6 +7,7 @@ import random
 from pathlib import Path
 
 import numpy as np
+import onnxruntime as ort
 import pydicom
 import pytest
 from PIL import Image
@@ -14,6 +15,16 @@ from pydicom.data import get_testdata_file
 from pydicom.uid import JPEG2000Lossless, JPEGLSLossless, RLELossless
 
 from inference import pipeline
+from inference.registry import (
+    SHIPPED_MODELS_DIR,
+    Aggregation,
+    AggregationMethod,
+    ModelOutputs,
+    Window,
+    registry_load,
+)
+from tests.inference.onnx_wire import outputs_reversed
+from triage.findings import Finding
 from worklist.dicom.synthetic import StudySpec, write_study
 
 
@@ -86,7 +97,9 @@ def test_corrupt_pixel_data_is_a_decode_error(tmp_path):
 def test_ct_inputs_stack_windows_and_neighbours():
     hu = np.stack([np.full((32, 32), value, dtype=np.float32) for value in (0, 40, 80)])
 
-    inputs = pipeline.ct_slice_inputs(hu, size=16, windows=[[40, 80], [0, 1000]], neighbours=1)
+    inputs = pipeline.ct_slice_inputs(
+        hu, size=16, windows=[Window(40, 80), Window(0, 1000)], neighbours=1
+    )
 
     assert inputs.shape == (3, 6, 16, 16)
     # Slice 0 in the brain window: previous (edge repeats slice 0), itself, next.
@@ -97,8 +110,51 @@ def test_ct_inputs_stack_windows_and_neighbours():
 def test_aggregation_and_key_slice():
     probabilities = np.array([0.1, 0.9, 0.7, 0.2], dtype=np.float32)
 
-    assert pipeline.aggregate(probabilities, method="max") == (pytest.approx(0.9), 1)
-    assert pipeline.aggregate(probabilities, method="topk_mean:2") == (pytest.approx(0.8), 1)
+    top_two = Aggregation(AggregationMethod.TOPK_MEAN, 2)
+
+    assert pipeline.aggregate(probabilities, method=Aggregation.parse("max")) == (
+        pytest.approx(0.9),
+        1,
+    )
+    assert pipeline.aggregate(probabilities, method=top_two) == (pytest.approx(0.8), 1)
+    assert Aggregation.parse("topk_mean:2") == top_two and str(top_two) == "topk_mean:2"
+
+
+def cpu_session(model: bytes | str) -> ort.InferenceSession:
+    return ort.InferenceSession(model, providers=["CPUExecutionProvider"])
+
+
+@pytest.fixture(scope="module")
+def ich_model() -> tuple[bytes, np.ndarray]:
+    """The shipped head CT model's bytes and a batch of inputs of its shape."""
+    model = (SHIPPED_MODELS_DIR / "intracranial_hemorrhage" / "model.onnx").read_bytes()
+    inputs = np.random.default_rng(3).random((5, 6, 64, 64), dtype=np.float32)
+    return model, inputs
+
+
+def test_outputs_are_read_by_the_cards_names_whatever_order_the_model_lists_them(ich_model):
+    model, inputs = ich_model
+    card = registry_load([SHIPPED_MODELS_DIR]).for_finding(Finding.INTRACRANIAL_HEMORRHAGE)[0]
+    shipped, swapped = cpu_session(model), cpu_session(outputs_reversed(model))
+    assert [output.name for output in swapped.get_outputs()] == ["cam", "logit"]
+    # Read by position, the swapped model's first output is the map, not the logit.
+    assert swapped.run(None, {"input": inputs})[0].shape == (5, 8, 8)
+
+    expected = pipeline.predict(shipped, inputs, outputs=card.outputs, batch_size=2)
+    probabilities, maps = pipeline.predict(swapped, inputs, outputs=card.outputs, batch_size=2)
+
+    assert probabilities.shape == (5,) and maps.shape == (5, 8, 8)
+    np.testing.assert_array_equal(probabilities, expected[0])
+    np.testing.assert_array_equal(maps, expected[1])
+
+
+def test_outputs_the_model_does_not_have_are_an_error_naming_them(ich_model):
+    model, inputs = ich_model
+
+    with pytest.raises(pipeline.OutputsError, match="no output named 'heat'.*'logit', 'cam'"):
+        pipeline.predict(
+            cpu_session(model), inputs, outputs=ModelOutputs(logit="logit", activation_map="heat")
+        )
 
 
 def test_heat_map_is_a_png_of_the_key_image(tmp_path):

@@ -148,7 +148,7 @@ def test_worker_killed_mid_task_leaves_the_study_processed_exactly_once(
     next worker and the study gets exactly one result."""
     import redis
 
-    from tests.conftest import Listener, free_port, wait_for_port
+    from tests.conftest import Listener, free_port, periodic_duties_start, wait_for_port
 
     env = {
         **child_environment(),
@@ -174,6 +174,7 @@ def test_worker_killed_mid_task_leaves_the_study_processed_exactly_once(
         stdout=open(tmp_path / "scp.log", "wb"),  # noqa: SIM115
         stderr=subprocess.STDOUT,
     )
+    duties = periodic_duties_start(open(tmp_path / "duties.log", "wb"), env=env)  # noqa: SIM115
     first_log, second_log = tmp_path / "worker-1.log", tmp_path / "worker-2.log"
     first = _start_worker(env, first_log)
     second = None
@@ -185,7 +186,7 @@ def test_worker_killed_mid_task_leaves_the_study_processed_exactly_once(
         )
         wait_until(
             lambda: (
-                "inference.tasks.inference_run[" in first_log.read_text()
+                "triage.tasks.inference_run[" in first_log.read_text()
                 and "received" in first_log.read_text()
             ),
             timeout=60,
@@ -205,7 +206,7 @@ def test_worker_killed_mid_task_leaves_the_study_processed_exactly_once(
         assert runs.count() == 1
         assert runs.get().state == InferenceRun.State.COMPLETE
     finally:
-        for process in (first, second, listener):
+        for process in (first, second, listener, duties):
             if process is not None and process.poll() is None:
                 process.terminate()
                 process.wait(timeout=15)

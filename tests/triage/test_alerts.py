@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from tests.factories import ready_study
 from triage.alerts import alert_acknowledge, alert_raise, alert_resolve, alerts_escalate_due
-from triage.asgi import application
+from triage.config.asgi import application
 from triage.models import Alert, AuditEvent, StaffProfile
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -211,8 +211,8 @@ async def test_worklist_socket_pushes_item_changes(users):
     item = await sync_to_async(ready_study)()
 
     frame = await communicator.receive_json_from(timeout=5)
-    assert frame["type"] == "item" and frame["item"]["id"] == item.pk
+    assert frame["type"] == "item" and frame["item_id"] == item.pk
     await communicator.send_json_to({"type": "resync"})
     listed = await communicator.receive_json_from(timeout=5)
-    assert [row["id"] for row in listed["items"]] == [item.pk]
+    assert listed["item_ids"] == [item.pk]
     await communicator.disconnect()

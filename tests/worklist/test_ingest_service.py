@@ -25,6 +25,7 @@ from pynetdicom.dsutils import create_file_meta, encode_file_meta
 
 from tests.conftest import ROOT, child_environment, free_port, wait_for_port
 from tests.dicom_peers import storescu
+from triage.workflow import studies_ready_sweep
 from worklist import storage
 from worklist.dicom.header import part10_header
 from worklist.dicom.synthetic import StudySpec, write_study
@@ -69,7 +70,7 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
 @pytest.fixture
 def triage_queued(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """Studies whose triage would be queued (kept off the real broker in these tests)."""
-    from worklist.tasks import study_triage
+    from triage.tasks import study_triage
 
     queued: list[int] = []
     monkeypatch.setattr(study_triage, "delay", queued.append)
@@ -321,7 +322,7 @@ def test_study_in_the_middle_of_an_ingest_is_skipped_by_the_stabiliser(
 
         assert studies_stabilise(now=timezone.now() + timedelta(hours=1)) == []
         other.rollback()
-    assert studies_stabilise(now=timezone.now() + timedelta(hours=1)) == [study_id]
+    assert studies_ready_sweep(now=timezone.now() + timedelta(hours=1)) == [study_id]
     assert triage_queued == [study_id]
 
 
@@ -362,7 +363,7 @@ def listener_processes(transactional_db, tmp_path: Path) -> Iterator[int]:
     with open(tmp_path / "dicom_scp.log", "wb") as log:
         process = subprocess.Popen(
             [sys.executable, str(ROOT / "manage.py"), "dicom_scp", "--host", "127.0.0.1"]
-            + ["--port", str(port), "--processes", "2", "--no-stabiliser"],
+            + ["--port", str(port), "--processes", "2"],
             cwd=ROOT,
             env=child_environment(),
             stdout=log,

@@ -16,7 +16,7 @@ from playwright.sync_api import Browser, Locator, Page, expect
 from tests.conftest import PASSWORD
 from tests.factories import ready_study
 from triage.models import AuditEvent
-from worklist.services.reading import worklist_item_claim
+from triage.reading import worklist_item_claim
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 

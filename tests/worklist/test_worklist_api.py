@@ -169,6 +169,30 @@ def test_claim_from_the_page(rad_client):
     assert item.status == "in_progress"
 
 
+@pytest.mark.parametrize(
+    "next_url", ["https://evil.example/phish", "//evil.example/", "javascript:alert(1)"]
+)
+def test_page_action_never_redirects_off_site(rad_client, next_url):
+    item = ready_study()
+
+    response = rad_client.post(f"/worklist/items/{item.pk}/claim/", {"next": next_url})
+
+    assert response.status_code == 302
+    assert response["Location"] == "/worklist/"
+    item.refresh_from_db()
+    assert item.status == "in_progress"  # the action itself still happened
+
+
+def test_page_action_returns_to_a_page_of_this_site(rad_client):
+    item = ready_study()
+
+    response = rad_client.post(
+        f"/worklist/items/{item.pk}/claim/", {"next": "/worklist/?status=unread"}
+    )
+
+    assert response["Location"] == "/worklist/?status=unread"
+
+
 def test_quarantine_is_for_administrators(client, users):
     client.force_login(users.radiologist)
     assert client.get("/api/quarantine/").status_code == 403

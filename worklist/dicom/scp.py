@@ -1,5 +1,5 @@
 """The C-STORE / C-ECHO listener: handlers parse the event, call the ingest service, and return
-a status.
+a status. It only listens: readiness and alert duties are `triage.duties`.
 
 Handlers never raise: an unexpected error becomes a failure status and a log line, and the
 association loop keeps serving.
@@ -32,8 +32,6 @@ from pynetdicom.events import Event
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 from pynetdicom.transport import ThreadedAssociationServer
 
-from triage.alerts import alerts_escalate_due
-from triage.deliveries import alert_digests_send_due
 from worklist import storage
 from worklist.dicom import status
 from worklist.dicom.header import part10_header
@@ -41,7 +39,6 @@ from worklist.dicom.identifiers import ae_title_for_record
 from worklist.dicom.sop_classes import STORAGE_SOP_CLASSES, TRANSFER_SYNTAXES
 from worklist.models import Instance
 from worklist.services.ingest import instance_ingest
-from worklist.services.studies import studies_stabilise
 
 logger = logging.getLogger(__name__)
 
@@ -242,33 +239,6 @@ def listener_start(
     thread.start()
     logger.info("DICOM listener %s on %s:%s", ae_title, host, port)
     return server
-
-
-def stabiliser_loop(*, stop: threading.Event, interval: float = 1.0) -> None:
-    """The periodic duties beside the listener: studies become ready as their quiet period
-    passes, unacknowledged alerts escalate and due digests go out (Celery beat runs the same in
-    production)."""
-    while not stop.is_set():
-        try:
-            studies_stabilise()
-            alerts_escalate_due()
-            alert_digests_send_due()
-        except Exception:
-            logger.exception("periodic duties failed; retrying")
-        finally:
-            close_old_connections()
-        stop.wait(interval)
-
-
-def stabiliser_start(*, interval: float = 1.0) -> threading.Event:
-    stop = threading.Event()
-    threading.Thread(
-        target=stabiliser_loop,
-        kwargs={"stop": stop, "interval": interval},
-        name="study-stabiliser",
-        daemon=True,
-    ).start()
-    return stop
 
 
 def wait_forever(stop: threading.Event) -> None:

@@ -16,16 +16,21 @@ from pydicom.uid import (
     JPEGLSNearLossless,
     RLELossless,
 )
+from pynetdicom import sop_class
 
+_ACCEPTED = (
+    "CTImageStorage",
+    "EnhancedCTImageStorage",
+    "MRImageStorage",
+    "EnhancedMRImageStorage",
+    "ComputedRadiographyImageStorage",
+    "DigitalXRayImageStorageForPresentation",
+    "DigitalXRayImageStorageForProcessing",
+    "SecondaryCaptureImageStorage",
+)
+# Keyword -> UID, from pynetdicom's own table of storage SOP classes.
 STORAGE_SOP_CLASSES: dict[str, str] = {
-    "CTImageStorage": "1.2.840.10008.5.1.4.1.1.2",
-    "EnhancedCTImageStorage": "1.2.840.10008.5.1.4.1.1.2.1",
-    "MRImageStorage": "1.2.840.10008.5.1.4.1.1.4",
-    "EnhancedMRImageStorage": "1.2.840.10008.5.1.4.1.1.4.1",
-    "ComputedRadiographyImageStorage": "1.2.840.10008.5.1.4.1.1.1",
-    "DigitalXRayImageStorageForPresentation": "1.2.840.10008.5.1.4.1.1.1.1",
-    "DigitalXRayImageStorageForProcessing": "1.2.840.10008.5.1.4.1.1.1.1.1",
-    "SecondaryCaptureImageStorage": "1.2.840.10008.5.1.4.1.1.7",
+    keyword: str(getattr(sop_class, keyword)) for keyword in _ACCEPTED
 }
 
 IMAGE_SOP_CLASSES = frozenset(STORAGE_SOP_CLASSES.values())

@@ -1,4 +1,5 @@
-"""Study readiness (the quiet period, decided from the database) and routing to findings."""
+"""Study readiness: the quiet period, decided from the database. A ready study is put on the
+worklist (ranked); what follows (routing to the AI, telling dashboards) is the caller's."""
 
 from __future__ import annotations
 
@@ -9,9 +10,8 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from triage import broadcast
-from worklist.deadlines import read_by_compute, read_by_merge
 from worklist.models import Study, WorklistItem
+from worklist.ranking import worklist_item_rank
 
 logger = logging.getLogger(__name__)
 
@@ -19,7 +19,8 @@ STABILISE_BATCH = 200
 
 
 def studies_stabilise(*, now: datetime | None = None) -> list[int]:
-    """Mark ready every study whose last instance arrived a quiet period ago.
+    """Mark ready every study whose last instance arrived a quiet period ago; their ids, once
+    committed.
 
     Safe to run from several processes at once: rows another sweeper holds are skipped.
     """
@@ -36,10 +37,8 @@ def studies_stabilise(*, now: datetime | None = None) -> list[int]:
     return [study.pk for study in studies]
 
 
-def study_mark_ready(
-    *, study: Study, now: datetime | None = None, triage: bool = True
-) -> WorklistItem:
-    """Study is complete (for now): put it on the worklist and queue its triage after commit.
+def study_mark_ready(*, study: Study, now: datetime | None = None) -> WorklistItem:
+    """The study is complete (for now): mark it ready and put it on the worklist.
 
     Must run inside a transaction that holds the study row.
     """
@@ -49,27 +48,8 @@ def study_mark_ready(
     study.ai_state = Study.AIState.PENDING
     study.ai_detail = ""
     study.save(update_fields=["state", "ready_at", "ai_state", "ai_detail"])
-    deadline = read_by_compute(
-        received_at=study.first_received_at,
-        order_priority=study.order_priority,
-        is_emergency=study.is_emergency,
-    )
-    item, created = WorklistItem.objects.get_or_create(
-        study=study, defaults={"received_at": study.first_received_at, "read_by": deadline}
-    )
-    if not created:
-        merged = read_by_merge(current=item.read_by, candidate=deadline)
-        if merged != item.read_by:
-            item.read_by = merged
-            item.save(update_fields=["read_by"])
-    broadcast.worklist_item_changed(item_id=item.pk)
+    item, _ = worklist_item_rank(study=study)
     logger.info("study ready study=%s reopened=%s", study.pk, study.reopened_count)
-
-    if triage:  # off only for rows made without instances (test data), which have nothing to route
-        from worklist.tasks import study_triage
-
-        study_id = study.pk
-        transaction.on_commit(lambda: study_triage.delay(study_id))
     return item
 
 

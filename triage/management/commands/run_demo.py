@@ -52,12 +52,13 @@ class Command(BaseCommand):
         logging.getLogger("openjpeg").setLevel(logging.WARNING)  # one line per encoded slice
         logins = self._demo_users()
 
-        from worklist.dicom.scp import listener_start, stabiliser_start
+        from triage.duties import periodic_duties_start
+        from worklist.dicom.scp import listener_start
 
         listener_start(
             host=options["host"], port=options["dicom_port"], ae_title=options["ae_title"]
         )
-        stop = stabiliser_start()
+        stop = periodic_duties_start()  # Celery beat's part in production
         threading.Thread(target=seed_validation_runs, name="demo-validation", daemon=True).start()
         self._start_web(host=options["host"], port=options["port"])
         if options["studies_per_minute"] > 0:
@@ -118,7 +119,7 @@ class Command(BaseCommand):
         import uvicorn
 
         from triage import broadcast
-        from triage.asgi import application
+        from triage.config.asgi import application
 
         config = uvicorn.Config(
             application,
@@ -136,7 +137,7 @@ class Command(BaseCommand):
         ).start()
 
     def _run_worker(self) -> None:
-        from triage.celery import app
+        from triage.config.celery import app
 
         worker = app.Worker(
             pool="solo",
@@ -191,12 +192,12 @@ def seed_validation_runs() -> None:
     """Give the threshold explorer data on first start: held-out phantoms per finding."""
     from django.db import close_old_connections
 
-    from inference.services import registry
+    from inference.registry import registry_current
     from triage.models import ValidationRun
     from triage.validation import validation_run_from_phantoms
 
     try:
-        for card in registry().models.values():
+        for card in registry_current().models.values():
             if ValidationRun.objects.filter(finding=str(card.finding)).exists():
                 continue
             run = validation_run_from_phantoms(card=card, seeds=range(9_500_000, 9_500_080))

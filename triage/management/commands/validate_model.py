@@ -9,7 +9,7 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from inference.services import registry
+from inference.registry import registry_current
 from triage.findings import Finding
 from triage.operating_points import auc
 from triage.validation import DatasetError, validation_arrays, validation_run_create
@@ -25,7 +25,7 @@ class Command(BaseCommand):
         parser.add_argument("--description", default="")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        cards = registry().for_finding(options["finding"])
+        cards = registry_current().for_finding(options["finding"])
         if options["model"]:
             cards = [card for card in cards if card.name == options["model"]]
         if not cards:

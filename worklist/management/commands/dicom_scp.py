@@ -15,7 +15,6 @@ from django.core.management.base import BaseCommand, CommandParser
 from worklist.dicom.scp import (
     listener_start,
     listening_socket_open,
-    stabiliser_start,
     wait_forever,
 )
 
@@ -32,11 +31,6 @@ class Command(BaseCommand):
             type=int,
             default=1,
             help="listener processes sharing one listening socket, taking associations in turn",
-        )
-        parser.add_argument(
-            "--no-stabiliser",
-            action="store_true",
-            help="do not run the study stabiliser in this process (Celery beat runs it)",
         )
         # Internal: the listening socket a `--processes N` parent hands to each of its processes.
         parser.add_argument("--listen-fd", type=int, default=None, help=argparse.SUPPRESS)
@@ -57,14 +51,11 @@ class Command(BaseCommand):
             ae_title=options["ae_title"],
             shared_socket=shared,
         )
-        stabiliser = None if options["no_stabiliser"] else stabiliser_start()
         self.stdout.write(
             f"DICOM listener {options['ae_title']} on {options['host']}:{options['port']}",
         )
         self.stdout.flush()
         wait_forever(stop)
-        if stabiliser is not None:
-            stabiliser.set()
         server.shutdown()
 
     def _supervise(self, options: dict[str, Any]) -> None:
@@ -84,10 +75,10 @@ class Command(BaseCommand):
         ]
         children = [
             subprocess.Popen(
-                base + ([] if index == 0 and not options["no_stabiliser"] else ["--no-stabiliser"]),
+                base,
                 pass_fds=[listening.fileno()],
             )
-            for index in range(options["processes"])
+            for _ in range(options["processes"])
         ]
 
         def stop_children(*_: Any) -> None:

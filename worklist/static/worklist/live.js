@@ -10,7 +10,6 @@
   var digestBox = document.getElementById("digest-box");
   var indicator = document.getElementById("connection");
   var muteButton = document.getElementById("mute");
-  var canResolve = table ? table.dataset.canResolve === "1" : false;
   var state = { worklist: "connecting", alerts: "connecting" };
   var alerts = {};  // seq -> latest frame
   var digests = [];  // digest frames received (the rate cap's held alerts), until closed
@@ -51,21 +50,25 @@
     return handlers;
   }
 
-  // ---- worklist ------------------------------------------------------------------------
-  var refreshTimer = null;
-  function refreshRows() {
-    if (!table || refreshTimer) return;
-    refreshTimer = setTimeout(function () {
-      refreshTimer = null;
-      fetch(table.dataset.rowsUrl, { credentials: "same-origin" })
-        .then(function (response) { return response.ok ? response.text() : null; })
-        .then(function (html) {
-          if (html === null) return;
-          table.querySelector("tbody").innerHTML = html;
-          document.dispatchEvent(new Event("worklist:updated"));
-        });
-    }, 150);
+  // Re-render server-side rows of `element` (its data-rows-url), at most once per 150 ms burst.
+  function rowsRefresher(element, show) {
+    var timer = null;
+    return function () {
+      if (!element || timer) return;
+      timer = setTimeout(function () {
+        timer = null;
+        fetch(element.dataset.rowsUrl, { credentials: "same-origin" })
+          .then(function (response) { return response.ok ? response.text() : null; })
+          .then(function (html) { if (html !== null) show(html); });
+      }, 150);
+    };
   }
+
+  // ---- worklist ------------------------------------------------------------------------
+  var refreshRows = rowsRefresher(table, function (html) {
+    table.querySelector("tbody").innerHTML = html;
+    document.dispatchEvent(new Event("worklist:updated"));
+  });
   if (table) {
     socket("/ws/worklist/", "worklist", {
       open: function () { refreshRows(); },
@@ -115,12 +118,6 @@
     if (alertSocket && alertSocket.current && alertSocket.current.readyState === 1) {
       alertSocket.current.send(JSON.stringify({ type: "ack", alert_id: frame.alert_id, screen: inbox ? "inbox" : "dashboard" }));
     }
-  }
-  function resolve(frame, confirmed) {
-    var csrf = (document.cookie.match(/csrftoken=([^;]+)/) || [])[1] || "";
-    fetch("/api/alerts/" + frame.alert_id + (confirmed ? "/confirm/" : "/dismiss/"), {
-      method: "POST", credentials: "same-origin", headers: { "X-CSRFToken": csrf },
-    });
   }
 
   function renderDigests(container, withLinks) {
@@ -228,16 +225,7 @@
     }
   }
 
-  var inboxTimer = null;
-  function refreshInbox() {
-    if (!inbox || inboxTimer) return;
-    inboxTimer = setTimeout(function () {
-      inboxTimer = null;
-      fetch(inbox.dataset.rowsUrl, { credentials: "same-origin" })
-        .then(function (response) { return response.ok ? response.text() : null; })
-        .then(function (html) { if (html !== null) inbox.innerHTML = html; });
-    }, 150);
-  }
+  var refreshInbox = rowsRefresher(inbox, function (html) { inbox.innerHTML = html; });
 
   alertSocket = socket("/ws/alerts/", "alerts", {
     open: function (ws) {
@@ -274,5 +262,4 @@
     }
   }, 30000);
   showConnection();
-  window.triageLive = { alerts: alerts, resolve: resolve, canResolve: canResolve };
 })();

@@ -6,26 +6,26 @@ from typing import Any
 
 from django.conf import settings
 from django.http import HttpRequest, JsonResponse
-from rest_framework.permissions import BasePermission
+from django.utils.http import parse_header_parameters
 from rest_framework.request import Request
 from rest_framework.views import APIView
 
-from triage.roles import Role, user_has_role
+from triage.roles import Role, roles_permission
+from triage.workflow import study_ready_now
 from worklist.dicom import status
 from worklist.dicom.identifiers import uid_is_valid
 from worklist.dicom.multipart import MalformedMultipart, RequestTooLarge, multipart_parts
 from worklist.models import Instance
 from worklist.services.ingest import IngestResult, instance_ingest
-from worklist.services.studies import study_mark_ready_now
 
 DICOM_JSON = "application/dicom+json"
 
 
-class CanStore(BasePermission):
-    message = "Storing studies requires the integration or administrator role."
-
-    def has_permission(self, request: Any, view: Any) -> bool:
-        return user_has_role(request.user, Role.INTEGRATION, Role.ADMINISTRATOR)
+CanStore = roles_permission(
+    Role.INTEGRATION,
+    Role.ADMINISTRATOR,
+    message="Storing studies requires the integration or administrator role.",
+)
 
 
 def _problem(status_code: int, reason: str) -> JsonResponse:
@@ -69,7 +69,8 @@ class StowView(APIView):
                 400, "The StudyInstanceUID in the URL is not a UID (digits and dots, at most 64)."
             )
         content_type = django_request.META.get("CONTENT_TYPE", "")
-        media_type, params = _parse_content_type(content_type)
+        media_type, params = parse_header_parameters(content_type)
+        media_type = media_type.lower()
         if media_type != "multipart/related":
             return _problem(415, 'STOW-RS expects multipart/related; type="application/dicom".')
         if params.get("type", "application/dicom").lower() != "application/dicom":
@@ -125,19 +126,10 @@ class StowView(APIView):
             return _problem(400, "The request carried no DICOM instances.")
         # One STOW-RS request is taken as the whole study: no quiet period to wait for.
         for study_id in sorted(touched_studies):
-            study_mark_ready_now(study_id=study_id)
+            study_ready_now(study_id=study_id)
 
         stored = sum(result.stored for result in results)
         http_status = 200 if stored == len(results) else (202 if stored else 409)
         return JsonResponse(
             stow_response_body(results), status=http_status, content_type=DICOM_JSON
         )
-
-
-def _parse_content_type(value: str) -> tuple[str, dict[str, str]]:
-    media_type, *raw_params = value.split(";")
-    params: dict[str, str] = {}
-    for raw in raw_params:
-        key, _, param_value = raw.strip().partition("=")
-        params[key.strip().lower()] = param_value.strip().strip('"')
-    return media_type.strip().lower(), params

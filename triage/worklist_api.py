@@ -8,44 +8,37 @@ from django.http import FileResponse, HttpResponse, HttpResponseBase
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import generics, serializers, status
-from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from inference.models import InferenceRun
+from triage import selectors
 from triage.audit import audit_record, audit_study_view, client_address
-from triage.roles import Role, acting_user_id, user_has_role
-from worklist import selectors, storage
-from worklist.models import QuarantinedObject, Study, WorklistItem
-from worklist.serializers import StudyDetailSerializer, WorklistItemSerializer
-from worklist.services.reading import (
+from triage.reading import (
     ClaimConflict,
     worklist_item_claim,
     worklist_item_mark_read,
     worklist_item_release,
 )
+from triage.roles import Role, acting_user_id, roles_permission
+from triage.serializers import StudyDetailSerializer, WorklistItemSerializer
+from worklist import storage
+from worklist.models import QuarantinedObject, Study, WorklistItem
+
+IsRadiologist = roles_permission(Role.RADIOLOGIST, message="This requires the radiologist role.")
 
 
-class IsRadiologist(BasePermission):
-    message = "This requires the radiologist role."
-
-    def has_permission(self, request: Any, view: Any) -> bool:
-        return user_has_role(request.user, Role.RADIOLOGIST)
-
-
-class CanSeeWorklist(BasePermission):
-    message = "The worklist is for radiologists and administrators."
-
-    def has_permission(self, request: Any, view: Any) -> bool:
-        return user_has_role(request.user, Role.RADIOLOGIST, Role.ADMINISTRATOR)
+CanSeeWorklist = roles_permission(
+    Role.RADIOLOGIST,
+    Role.ADMINISTRATOR,
+    message="The worklist is for radiologists and administrators.",
+)
 
 
-class IsAdministrator(BasePermission):
-    message = "This requires the administrator role."
-
-    def has_permission(self, request: Any, view: Any) -> bool:
-        return user_has_role(request.user, Role.ADMINISTRATOR)
+IsAdministrator = roles_permission(
+    Role.ADMINISTRATOR, message="This requires the administrator role."
+)
 
 
 def _optional_bool(raw: str | None) -> bool | None:

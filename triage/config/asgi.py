@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "triage.settings")
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "triage.config.settings")
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
@@ -18,7 +18,7 @@ django_http = get_asgi_application()
 from django.conf import settings  # noqa: E402
 
 from triage.body_limit import RequestBodyLimit  # noqa: E402
-from triage.routing import websocket_urlpatterns  # noqa: E402
+from triage.config.routing import websocket_urlpatterns  # noqa: E402
 
 http_app: Any = RequestBodyLimit(django_http)
 if settings.SERVE_STATIC:

@@ -2,45 +2,27 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from functools import wraps
 from typing import Any
 
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
+from triage import selectors
 from triage.audit import audit_study_view
-from triage.roles import Role, acting_user_id, user_has_role
-from worklist import selectors
-from worklist.models import Study, WorklistItem
-from worklist.serializers import findings_of, viewer_url
-from worklist.services.reading import (
+from triage.reading import (
     ClaimConflict,
     worklist_item_claim,
     worklist_item_mark_read,
     worklist_item_release,
 )
-
-View = Callable[..., HttpResponse]
-
-
-def role_required(*roles: Role) -> Callable[[View], View]:
-    def decorator(view: View) -> View:
-        @login_required
-        @wraps(view)
-        def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-            if not user_has_role(request.user, *roles):
-                raise PermissionDenied("Your role does not give access to this page.")
-            return view(request, *args, **kwargs)
-
-        return wrapped
-
-    return decorator
+from triage.roles import Role, acting_user_id, role_required, user_has_role
+from triage.serializers import findings_of, viewer_url
+from worklist.models import Study, WorklistItem
 
 
 def _worklist_context(request: HttpRequest) -> dict[str, Any]:
@@ -107,4 +89,14 @@ def worklist_action(request: HttpRequest, item_id: int, action: str) -> HttpResp
         service(item_id=item.pk, user_id=acting_user_id(request.user), channel="page")
     except ClaimConflict as conflict:
         messages.error(request, str(conflict))
-    return HttpResponseRedirect(request.POST.get("next") or reverse("worklist:page"))
+    return HttpResponseRedirect(_safe_next(request))
+
+
+def _safe_next(request: HttpRequest) -> str:
+    """The posted `next` when it stays on this site, else the worklist (no open redirect)."""
+    target = request.POST.get("next", "")
+    if target and url_has_allowed_host_and_scheme(
+        target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
+        return target
+    return reverse("worklist:page")

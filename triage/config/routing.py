@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from triage.consumers import AlertConsumer
-from worklist.consumers import WorklistConsumer
+from triage.consumers import AlertConsumer, WorklistConsumer
 
 websocket_urlpatterns = [
     path("ws/worklist/", WorklistConsumer.as_asgi()),

@@ -6,8 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from worklist.deadlines import read_by_compute, read_by_merge
 from worklist.models import Study, WorklistItem
+from worklist.ranking import read_by_compute, read_by_merge
 from worklist.services.studies import study_mark_ready
 
 ARRIVAL = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)

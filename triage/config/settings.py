@@ -13,7 +13,7 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-BASE_DIR = Path(__file__).resolve().parent.parent
+BASE_DIR = Path(__file__).resolve().parent.parent.parent
 
 
 def _env_bool(name: str, default: bool) -> bool:
@@ -97,8 +97,8 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 
-ROOT_URLCONF = "triage.urls"
-ASGI_APPLICATION = "triage.asgi.application"
+ROOT_URLCONF = "triage.config.urls"
+ASGI_APPLICATION = "triage.config.asgi.application"
 WSGI_APPLICATION = None
 
 TEMPLATES = [
@@ -158,24 +158,20 @@ else:
 
 # --- Celery (reliability first: a worker that dies mid-task leaves the task queued) ----------
 CELERY_LONGEST_TASK_SECONDS = int(os.environ.get("CELERY_LONGEST_TASK_SECONDS", "600"))
-CELERY_BROKER = CELERY_BROKER_URL
-CELERY_CONFIG = {
-    "broker_url": CELERY_BROKER_URL,
-    "result_backend": None,
-    "task_acks_late": True,
-    "task_reject_on_worker_lost": True,
-    "worker_prefetch_multiplier": 1,
-    "task_serializer": "json",
-    "result_serializer": "json",
-    "accept_content": ["json"],
-    "task_default_queue": "default",
-    "task_routes": {"inference.tasks.*": {"queue": "inference"}},
-    "broker_transport_options": {"visibility_timeout": CELERY_LONGEST_TASK_SECONDS * 3},
-    "broker_connection_retry_on_startup": True,
-    "timezone": "UTC",
-    "enable_utc": True,
-    "task_always_eager": False,
-}
+# Read by the Celery app through its CELERY_ settings namespace (triage/config/celery.py).
+CELERY_RESULT_BACKEND = None
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_SERIALIZER = "json"
+CELERY_RESULT_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_TASK_DEFAULT_QUEUE = "default"
+CELERY_TASK_ROUTES = {"triage.tasks.inference_run": {"queue": "inference"}}
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": CELERY_LONGEST_TASK_SECONDS * 3}
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_TIMEZONE = "UTC"
+CELERY_ENABLE_UTC = True
 
 # --- REST framework -------------------------------------------------------------------------
 REST_FRAMEWORK = {

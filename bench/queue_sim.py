@@ -39,7 +39,7 @@ Model (every figure below is an assumption of this benchmark, not a measurement)
   Radiologists work around the clock (no shift changes, breaks or interruptions); the run lasts
   until every study that arrived within the D days has been read.
 - Policies: (a) FIFO: in order of arrival. (b) The product's ranking (DESIGN.md decision 1,
-  worklist/deadlines.py): earliest read-by deadline first, ties by arrival; deadline = arrival +
+  worklist/ranking.py): earliest read-by deadline first, ties by arrival; deadline = arrival +
   the smallest target that applies: the order priority's target, 60 min for an ED location and,
   once the AI's flag has landed, the finding's target. A flag only ever brings the deadline
   forward. No other rule (no aging boost, no cap on waits) exists in the product, so none is
@@ -51,46 +51,44 @@ Goals from the issue, reported, not asserted: the true-positive critical studies
 the ranking is at most half of FIFO's, and the longest wait of any study under the ranking is at
 most 1.1x FIFO's longest wait.
 
-Run: .venv/bin/python bench/queue.py [--json] [--seed S] [--seeds N] [--days D]
-                                     [--radiologists R] [--utilisation U] [--ed-fraction F]
-                                     [--targets STAT=M,HIGH=M,ROUTINE=M,ED=M]
+Run: .venv/bin/python bench/queue_sim.py [--json] [--seed S] [--seeds N] [--days D]
+                                         [--radiologists R] [--utilisation U] [--ed-fraction F]
+                                         [--targets STAT=M,HIGH=M,ROUTINE=M,ED=M]
 """
 
 from __future__ import annotations
 
+import argparse
+import heapq
+import json
+import math
+import platform
 import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Literal
 
-# This file is named like the standard library's `queue`: when it runs as a script its folder
-# comes first on sys.path, and anything importing `queue` (kombu, via triage/) would get this
-# file. Take the folder off the path before importing anything else.
-BENCH_DIR = Path(__file__).resolve().parent
-REPO = BENCH_DIR.parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != BENCH_DIR]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
+import numpy as np
 
-import argparse  # noqa: E402
-import heapq  # noqa: E402
-import json  # noqa: E402
-import math  # noqa: E402
-import platform  # noqa: E402
-import time  # noqa: E402
-from collections.abc import Sequence  # noqa: E402
-from dataclasses import dataclass  # noqa: E402
-from typing import Any, Literal  # noqa: E402
+# Run as a script, bench/ comes first on sys.path: the repository root goes before it.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import numpy as np  # noqa: E402
+from bench.harness import REPO, argument_parser, report_output, spread  # noqa: E402
 
-# A plain module: its CATALOGUE needs no Django settings (only finding_spec() reads settings).
+# Plain modules: CATALOGUE and target_minutes need no Django settings when the class targets
+# are passed in (only finding_spec() and the service that writes deadlines read settings).
 from triage.findings import CATALOGUE, Finding  # noqa: E402
+from worklist.ranking import target_minutes  # noqa: E402
 
 Policy = Literal["fifo", "ranked"]
 POLICIES: tuple[Policy, ...] = ("fifo", "ranked")
 
-# Mirrors the defaults in triage/settings.py (WORKLIST_PRIORITY_TARGET_MINUTES,
-# WORKLIST_ED_TARGET_MINUTES, STUDY_STABLE_SECONDS); that module needs a configured
-# environment to import, so the numbers are repeated here. Keep them in step.
+# Mirrors the defaults in triage/config/settings.py (WORKLIST_PRIORITY_TARGET_MINUTES,
+# WORKLIST_ED_TARGET_MINUTES, WORKLIST_DEFAULT_PRIORITY, STUDY_STABLE_SECONDS); that module needs
+# a configured environment to import, so the numbers are repeated here (a test keeps them in
+# step) and passed to the product's rule, which then reads no settings.
 PRIORITY_TARGET_MINUTES: dict[str, int] = {
     "STAT": 30,
     "HIGH": 60,
@@ -99,6 +97,7 @@ PRIORITY_TARGET_MINUTES: dict[str, int] = {
     "LOW": 480,
 }
 ED_TARGET_MINUTES = 60
+DEFAULT_PRIORITY = "ROUTINE"
 STUDY_STABLE_SECONDS = 8.0
 
 MODELS_DIR = REPO / "inference" / "models"
@@ -286,11 +285,16 @@ class Scenario:
 
 
 def base_target_minutes(priority: str, *, is_ed: bool) -> int:
-    """Target before any AI flag: the smallest of the priority's and the location's."""
-    targets = [PRIORITY_TARGET_MINUTES[priority]]
-    if is_ed:
-        targets.append(ED_TARGET_MINUTES)
-    return min(targets)
+    """Target before any AI flag, by the product's rule (worklist.ranking.target_minutes) with
+    this run's class targets: the defaults, or the --targets what-if."""
+    return target_minutes(
+        order_priority=priority,
+        is_emergency=is_ed,
+        flagged_findings=(),
+        priority_targets=PRIORITY_TARGET_MINUTES,
+        default_priority=DEFAULT_PRIORITY,
+        emergency_target=ED_TARGET_MINUTES,
+    )
 
 
 def arrival_rate_per_minute(t: np.ndarray, *, per_day: float, amplitude: float) -> np.ndarray:
@@ -579,18 +583,12 @@ def replay(
     return result
 
 
+SPREAD_FIGURES = ("n", "min", "p10", "median", "p90", "max")
+
+
 def _spread(values: Sequence[float | None]) -> dict[str, float | int | None]:
-    known = np.array([v for v in values if v is not None], dtype=float)
-    if known.size == 0:
-        return {"n": 0, "min": None, "p10": None, "median": None, "p90": None, "max": None}
-    return {
-        "n": int(known.size),
-        "min": round(float(known.min()), 4),
-        "p10": round(float(np.percentile(known, 10)), 4),
-        "median": round(float(np.median(known)), 4),
-        "p90": round(float(np.percentile(known, 90)), 4),
-        "max": round(float(known.max()), 4),
-    }
+    known = [float(v) for v in values if v is not None]
+    return spread(known, SPREAD_FIGURES, digits=4)
 
 
 def seeds_summary(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
@@ -707,7 +705,7 @@ def report_print(report: dict[str, Any]) -> None:
         + ", ".join(f"{p} {m}" for p, m in a["priority_target_minutes"].items())
         + f", ED {a['ed_target_minutes']}; flagged: "
         + ", ".join(f"{f} {m}" for f, m in a["finding_target_minutes"].items())
-        + "  (triage/findings.py; triage/settings.py defaults)"
+        + "  (triage/findings.py; triage/config/settings.py defaults)"
     )
     print("  mix (share, finding prevalence, median read, STAT/HIGH/ROUTINE):")
     for kind in a["kinds"]:
@@ -783,7 +781,7 @@ def report_print(report: dict[str, Any]) -> None:
     print(f"over {total} seeds ({seeds[0]}..{seeds[-1]}), ranked / FIFO per seed:")
     header = f"  {'ratio':<28} {'min':>6} {'p10':>6} {'median':>6} {'p90':>6} {'max':>6}   goal met"
     print(header)
-    for label, spread, met, goal in (
+    for label, ratios, met, goal in (
         ("TP critical mean wait", summary["tp_mean_ratio"], summary["tp_goal_met"], "<= 0.5"),
         (
             "longest wait (all studies)",
@@ -793,7 +791,7 @@ def report_print(report: dict[str, Any]) -> None:
         ),
     ):
         cells = " ".join(
-            f"{'-' if spread[k] is None else format(spread[k], '.2f'):>6}"
+            f"{'-' if ratios[k] is None else format(ratios[k], '.2f'):>6}"
             for k in ("min", "p10", "median", "p90", "max")
         )
         print(f"  {label:<28} {cells}   {met}/{total} ({goal})")
@@ -812,8 +810,7 @@ def report_print(report: dict[str, Any]) -> None:
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
-    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser = argument_parser(__doc__, paragraph=True)
     parser.add_argument("--seed", type=int, default=1, help="seed of the single-seed table")
     parser.add_argument(
         "--seeds", type=int, default=100, help="seeds in the summary: seed .. seed+N-1 (1: none)"
@@ -952,11 +949,7 @@ def run(args: argparse.Namespace) -> int:
         ],
     }
     report["seconds"] = round(time.perf_counter() - began, 3)
-    if args.json:
-        print(json.dumps(report, indent=2))
-    else:
-        report_print(report)
-    return 0
+    return report_output(report, as_json=args.json, table=report_print)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,75 @@
+"""One series to one study score: the chain the worker, validation and the benchmarks share.
+
+decode -> pre-process (the card's) -> ONNX Runtime (the process's session for the model, outputs
+read by the card's names) -> aggregate (the card's) -> key instance -> heat map on the key image.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from inference import pipeline
+from inference.registry import ModelCard
+from inference.runtime import session_for
+
+
+@dataclass(frozen=True, kw_only=True)
+class SeriesScore:
+    score: float
+    key_index: int
+    key_instance_uid: str
+    slices: int
+    provider: str  # the ONNX Runtime execution provider that served it
+    decode_ms: float  # decode + pre-process
+    inference_ms: float  # ONNX Runtime + aggregate
+    heat_map_png: bytes | None  # None when heat_map=False
+
+
+def heat_map_caption(card: ModelCard) -> str:
+    if card.demonstration:
+        return f"{card.label} - demonstration model, synthetic training data"
+    return card.label
+
+
+def series_score(
+    *,
+    card: ModelCard,
+    paths: Sequence[Path],
+    threads: int,
+    batch_size: int,
+    heat_map: bool = True,
+) -> SeriesScore:
+    """Score one series with one model; raises pipeline.DecodeError for pixel data that cannot
+    be decoded."""
+    began = time.perf_counter()
+    series = pipeline.decode_series(paths)
+    inputs = pipeline.model_inputs(series, card.preprocessing)
+    decoded = time.perf_counter()
+    loaded = session_for(key=(card.name, card.sha256), path=card.onnx_path, threads=threads)
+    probabilities, maps = pipeline.predict(
+        loaded.session, inputs, outputs=card.outputs, batch_size=batch_size
+    )
+    score, key = pipeline.aggregate(probabilities, method=card.aggregation)
+    predicted = time.perf_counter()
+    png = (
+        pipeline.heat_map_png(
+            pipeline.display_image(series, key, card.preprocessing),
+            maps[key],
+            caption=heat_map_caption(card),
+        )
+        if heat_map
+        else None
+    )
+    return SeriesScore(
+        score=score,
+        key_index=key,
+        key_instance_uid=series.sop_instance_uids[key],
+        slices=len(series.sop_instance_uids),
+        provider=loaded.provider,
+        decode_ms=(decoded - began) * 1000,
+        inference_ms=(predicted - decoded) * 1000,
+        heat_map_png=png,
+    )

@@ -1,0 +1,59 @@
+"""The periodic duties, in one place: studies become ready as their quiet period passes,
+unacknowledged alerts escalate, and the rate cap's due digests go out.
+
+All three are database-driven and idempotent, so running them twice is harmless. Production
+schedules them with Celery beat (`triage.tasks.periodic_duties`); the demo and
+`manage.py periodic_duties` run `periodic_duties_loop`. The DICOM listener only listens.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+
+from django.db import close_old_connections
+
+from triage.alerts import alerts_escalate_due
+from triage.deliveries import alert_digests_send_due
+from triage.workflow import studies_ready_sweep
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, kw_only=True)
+class DutiesDone:
+    studies_ready: int
+    alerts_escalated: int
+
+
+def periodic_duties_run() -> DutiesDone:
+    ready = studies_ready_sweep()
+    escalated = alerts_escalate_due()
+    alert_digests_send_due()
+    return DutiesDone(studies_ready=len(ready), alerts_escalated=len(escalated))
+
+
+def periodic_duties_loop(*, stop: threading.Event, interval: float = 1.0) -> None:
+    """Run the duties every `interval` seconds until `stop` is set; a failure is logged and
+    the next round tries again."""
+    while not stop.is_set():
+        try:
+            periodic_duties_run()
+        except Exception:
+            logger.exception("periodic duties failed; retrying")
+        finally:
+            close_old_connections()
+        stop.wait(interval)
+
+
+def periodic_duties_start(*, interval: float = 1.0) -> threading.Event:
+    """The loop in a background thread; set the returned event to stop it."""
+    stop = threading.Event()
+    threading.Thread(
+        target=periodic_duties_loop,
+        kwargs={"stop": stop, "interval": interval},
+        name="periodic-duties",
+        daemon=True,
+    ).start()
+    return stop

@@ -1,0 +1,103 @@
+"""A study's walk through triage, each step calling the next capability:
+
+ready (worklist readiness) -> announced and queued for triage -> routed to the models that
+apply (inference) -> each model run scored and recorded (inference) -> the triage policy
+applied to it (flag, AI state, deadline, alert) in the same transaction.
+
+Fan-out happens after commit and carries ids only.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from functools import partial
+
+from django.db import transaction
+
+from inference.services import (
+    PermanentFailure,
+    inference_run_fail,
+    inference_run_predict,
+    inference_run_record,
+    study_route,
+)
+from triage import broadcast
+from triage.policy import run_result_apply, study_routed_apply
+from worklist.models import Study, WorklistItem
+from worklist.services.studies import studies_stabilise, study_mark_ready_now
+
+logger = logging.getLogger(__name__)
+
+
+def studies_ready_sweep(*, now: datetime | None = None) -> list[int]:
+    """Studies whose quiet period has passed become ready; each is announced and queued."""
+    ready = studies_stabilise(now=now)
+    studies_ready_announce(study_ids=ready)
+    return ready
+
+
+def study_ready_now(*, study_id: int) -> None:
+    """The sender says the study is whole (one STOW-RS request): ready without a quiet period."""
+    study_mark_ready_now(study_id=study_id)
+    studies_ready_announce(study_ids=[study_id])
+
+
+def studies_ready_announce(*, study_ids: list[int]) -> None:
+    """Tell dashboards of the new worklist items, and queue each study's triage (after commit)."""
+    from triage.tasks import study_triage
+
+    for item_id in WorklistItem.objects.filter(study_id__in=study_ids).values_list("pk", flat=True):
+        broadcast.worklist_item_changed(item_id=item_id)
+    for study_id in study_ids:
+        transaction.on_commit(partial(study_triage.delay, study_id))
+
+
+def study_triage_run(*, study_id: int) -> list[int]:
+    """Route a ready study to its models, record its AI state, and queue one run per model.
+
+    The ids of the runs queued (a run that already exists for the same input is reused).
+    """
+    from triage.tasks import inference_run
+
+    with transaction.atomic():
+        study = Study.objects.select_for_update().get(pk=study_id)
+        if study.state != Study.State.READY:
+            return []  # re-opened since; it is triaged again when ready
+        routing = study_route(study=study)
+        study_routed_apply(study=study, findings=routing.findings)
+        for run_id in routing.queued_run_ids:
+            transaction.on_commit(partial(inference_run.delay, run_id))
+    logger.info(
+        "study routed study=%s findings=%s runs=%s",
+        study_id,
+        ",".join(routing.findings) or "-",
+        len(routing.queued_run_ids),
+    )
+    return routing.queued_run_ids
+
+
+def inference_run_triage(*, run_id: int) -> None:
+    """Run one model on one study, record the result and apply the policy to it, once.
+
+    Safe to call twice: a run with a result already is left alone.
+    """
+    try:
+        scored = inference_run_predict(run_id=run_id)
+    except PermanentFailure as failure:
+        inference_run_give_up(run_id=run_id, reason=str(failure))
+        return
+    if scored is None:
+        return
+    with transaction.atomic():
+        run = inference_run_record(run_id=run_id, scored=scored)
+        if run is not None:
+            run_result_apply(run=run)
+
+
+def inference_run_give_up(*, run_id: int, reason: str) -> None:
+    """The run cannot complete: record why; the study shows "AI unavailable"."""
+    with transaction.atomic():
+        run = inference_run_fail(run_id=run_id, reason=reason)
+        if run is not None:
+            run_result_apply(run=run)
