@@ -21,8 +21,8 @@ from triage.models import ThresholdPolicy, ValidationRun
 from triage.operating_points import at_threshold, auc, curves, roc_points
 from triage.plots import Series, line_plot
 from triage.roles import Role, role_required
+from triage.selectors import validation_arrays
 from triage.thresholds import ThresholdChangeRefused, policy_for, threshold_set
-from triage.validation import validation_arrays
 
 # Typical ED prevalence among studies each model applies to: a starting point the administrator
 # replaces with the site's own figure (the live feedback figure is offered when there is one).

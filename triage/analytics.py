@@ -14,7 +14,7 @@ from inference.models import InferenceRun
 from triage.findings import CATALOGUE, Finding
 from triage.models import Alert, AlertDelivery, Feedback, ValidationRun
 from triage.operating_points import ks_two_sample
-from triage.validation import validation_arrays
+from triage.selectors import validation_arrays
 from worklist.models import WorklistItem
 
 DRIFT_P_VALUE = 0.01

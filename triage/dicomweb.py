@@ -10,8 +10,8 @@ from django.utils.http import parse_header_parameters
 from rest_framework.request import Request
 from rest_framework.views import APIView
 
+from triage.arrivals import study_ready_now
 from triage.roles import Role, roles_permission
-from triage.workflow import study_ready_now
 from worklist.dicom import status
 from worklist.dicom.identifiers import uid_is_valid
 from worklist.dicom.multipart import MalformedMultipart, RequestTooLarge, multipart_parts

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from django.db import close_old_connections
 
 from triage.alerts import alerts_escalate_due
+from triage.arrivals import studies_ready_sweep
 from triage.deliveries import alert_digests_send_due
-from triage.workflow import studies_ready_sweep
 
 logger = logging.getLogger(__name__)
 

@@ -3,9 +3,11 @@ current AI runs of each."""
 
 from __future__ import annotations
 
+import numpy as np
 from django.db.models import Count, Prefetch, QuerySet
 
 from inference.models import InferenceRun
+from triage.models import ValidationRun
 from worklist.models import Study, WorklistItem
 
 
@@ -43,3 +45,12 @@ def study_detail(*, study_id: int) -> Study:
         .annotate(instance_total=Count("series__instances"))
         .get(pk=study_id)
     )
+
+
+def validation_arrays(run: ValidationRun) -> tuple[np.ndarray, np.ndarray]:
+    """A validation run's scores and labels (read by the explorer and the drift check; reading
+    them needs none of the scoring chain)."""
+    rows = list(run.results.values_list("score", "label"))
+    scores = np.asarray([score for score, _ in rows], dtype=np.float64)
+    labels = np.asarray([label for _, label in rows], dtype=bool)
+    return scores, labels

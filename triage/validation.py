@@ -13,7 +13,6 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pydicom
 from django.conf import settings
 from django.utils import timezone
@@ -160,13 +159,6 @@ def validation_run_from_scores(
     run.cases = len(rows)
     run.save(update_fields=["cases"])
     return run
-
-
-def validation_arrays(run: ValidationRun) -> tuple[np.ndarray, np.ndarray]:
-    rows = list(run.results.values_list("score", "label"))
-    scores = np.asarray([score for score, _ in rows], dtype=np.float64)
-    labels = np.asarray([label for _, label in rows], dtype=bool)
-    return scores, labels
 
 
 def validation_run_from_phantoms(

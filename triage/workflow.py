@@ -1,16 +1,14 @@
-"""A study's walk through triage, each step calling the next capability:
+"""A ready study's walk through triage, each step calling the next capability: routed to the
+models that apply (inference) -> each model run scored and recorded (inference) -> the triage
+policy applied to it (flag, AI state, deadline, alert) in the same transaction.
 
-ready (worklist readiness) -> announced and queued for triage -> routed to the models that
-apply (inference) -> each model run scored and recorded (inference) -> the triage policy
-applied to it (flag, AI state, deadline, alert) in the same transaction.
-
-Fan-out happens after commit and carries ids only.
+Before this, `triage.arrivals` made the study ready and queued it. Fan-out happens after
+commit and carries ids only.
 """
 
 from __future__ import annotations
 
 import logging
-from datetime import datetime
 from functools import partial
 
 from django.db import transaction
@@ -22,35 +20,10 @@ from inference.services import (
     inference_run_record,
     study_route,
 )
-from triage import broadcast
 from triage.policy import run_result_apply, study_routed_apply
-from worklist.models import Study, WorklistItem
-from worklist.services.studies import studies_stabilise, study_mark_ready_now
+from worklist.models import Study
 
 logger = logging.getLogger(__name__)
-
-
-def studies_ready_sweep(*, now: datetime | None = None) -> list[int]:
-    """Studies whose quiet period has passed become ready; each is announced and queued."""
-    ready = studies_stabilise(now=now)
-    studies_ready_announce(study_ids=ready)
-    return ready
-
-
-def study_ready_now(*, study_id: int) -> None:
-    """The sender says the study is whole (one STOW-RS request): ready without a quiet period."""
-    study_mark_ready_now(study_id=study_id)
-    studies_ready_announce(study_ids=[study_id])
-
-
-def studies_ready_announce(*, study_ids: list[int]) -> None:
-    """Tell dashboards of the new worklist items, and queue each study's triage (after commit)."""
-    from triage.tasks import study_triage
-
-    for item_id in WorklistItem.objects.filter(study_id__in=study_ids).values_list("pk", flat=True):
-        broadcast.worklist_item_changed(item_id=item_id)
-    for study_id in study_ids:
-        transaction.on_commit(partial(study_triage.delay, study_id))
 
 
 def study_triage_run(*, study_id: int) -> list[int]:

@@ -19,6 +19,7 @@ from inference.training.metrics import (
     specificity,
     study_metrics,
 )
+from inference.training.specs import training_spec
 from triage.findings import Finding
 
 
@@ -139,3 +140,23 @@ def test_shipped_onnx_has_logit_and_cam_outputs_for_any_batch_size(finding):
         assert logit.reshape(-1).shape == (batch,)
         assert cam.shape[0] == batch and cam.shape[-2:] == (8, 8)
         assert np.isfinite(logit).all() and np.isfinite(cam).all()
+
+
+@pytest.mark.parametrize("finding", list(Finding))
+def test_the_training_spec_writes_the_shipped_cards_preprocessing_and_aggregation(finding):
+    card = shipped_card(finding)
+    spec = training_spec(finding)
+    session = ort.InferenceSession(
+        str(SHIPPED_MODELS_DIR / finding.value / card["file"]),
+        providers=["CPUExecutionProvider"],
+    )
+
+    assert spec.preprocessing.as_json() == card["preprocessing"]
+    assert str(spec.aggregations[0]) == card["aggregation"]
+    assert spec.applies_to == card["applies_to"]
+    assert spec.is_ct == (card["preprocessing"]["kind"] == "ct_slices")
+    assert session.get_inputs()[0].shape[1:] == [
+        spec.in_channels,
+        spec.preprocessing.size,
+        spec.preprocessing.size,
+    ]

@@ -25,7 +25,7 @@ from pynetdicom.dsutils import create_file_meta, encode_file_meta
 
 from tests.conftest import ROOT, child_environment, free_port, wait_for_port
 from tests.dicom_peers import storescu
-from triage.workflow import studies_ready_sweep
+from triage.arrivals import studies_ready_sweep
 from worklist import storage
 from worklist.dicom.header import part10_header
 from worklist.dicom.synthetic import StudySpec, write_study

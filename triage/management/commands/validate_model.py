@@ -12,7 +12,8 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from inference.registry import registry_current
 from triage.findings import Finding
 from triage.operating_points import auc
-from triage.validation import DatasetError, validation_arrays, validation_run_create
+from triage.selectors import validation_arrays
+from triage.validation import DatasetError, validation_run_create
 
 
 class Command(BaseCommand):
