@@ -177,15 +177,10 @@ def phantoms_prepare(count: int, root: Path, cards: list[Any]) -> tuple[list[Pha
     import pydicom
     from pydicom.uid import ExplicitVRLittleEndian
 
-    from inference import pipeline
     from inference.phantoms import phantom_generate, phantom_write
-    from inference.runtime import session_create
+    from inference.scoring import series_score
     from triage.thresholds import threshold_for
 
-    sessions = [
-        (card, session_create(card.onnx_path, threads=1, providers=["CPUExecutionProvider"]))
-        for card in cards
-    ]
     thresholds = {card.name: threshold_for(card=card) for card in cards}
     chosen: list[PhantomSet] = []
     tried = 0
@@ -204,13 +199,11 @@ def phantoms_prepare(count: int, root: Path, cards: list[Any]) -> tuple[list[Pha
             study, out_dir=directory, seed=seed, transfer_syntax=ExplicitVRLittleEndian
         )
         files = sorted(path for path in paths if path.suffix == ".dcm")
-        series = pipeline.decode_series(files)
-        flagged = False
-        for card, loaded in sessions:
-            inputs = pipeline.model_inputs(series, card.preprocessing)
-            probabilities, _ = pipeline.predict(loaded.session, inputs)
-            score, _ = pipeline.aggregate(probabilities, method=card.aggregation)
-            flagged = flagged or score >= thresholds[card.name]
+        flagged = any(
+            series_score(card=card, paths=files, threads=2, batch_size=32, heat_map=False).score
+            >= thresholds[card.name]
+            for card in cards
+        )
         if not flagged:
             shutil.rmtree(directory, ignore_errors=True)
             continue

@@ -40,6 +40,7 @@ from inference import pipeline  # noqa: E402
 from inference.phantoms import phantom_generate, phantom_write  # noqa: E402
 from inference.registry import SHIPPED_MODELS_DIR, ModelCard, registry_load  # noqa: E402
 from inference.runtime import session_create  # noqa: E402
+from inference.scoring import series_score  # noqa: E402
 
 THREADS = 2
 
@@ -214,17 +215,11 @@ def bench_model(card: ModelCard, *, repeats: int, work: Path) -> dict[str, Any]:
 
 
 def head_ct_end_to_end(card: ModelCard, *, repeats: int, work: Path) -> dict[str, Any]:
+    """Files to study score through the worker's own chain (`inference.scoring`)."""
     paths = study_for(card, work / "head40", slices=40)
-    session = session_create(
-        card.onnx_path, threads=THREADS, providers=["CPUExecutionProvider"]
-    ).session
 
     def score() -> None:
-        series = pipeline.decode_series(paths)
-        probabilities, _ = pipeline.predict(
-            session, pipeline.model_inputs(series, card.preprocessing)
-        )
-        pipeline.aggregate(probabilities, method=card.aggregation)
+        series_score(card=card, paths=paths, threads=THREADS, batch_size=32, heat_map=False)
 
     return {"slices": len(paths), "seconds": spread(timed(score, repeats))}
 

@@ -135,8 +135,8 @@ def inference_run_record(*, run_id: int, scored: SeriesScore) -> InferenceRun | 
 
     Runs inside the caller's transaction (which applies the triage policy to it).
     """
-    run = InferenceRun.objects.select_for_update().get(pk=run_id)
-    if run.state != InferenceRun.State.QUEUED:
+    run = _queued_run_lock(run_id)
+    if run is None:
         return None
     run.state = InferenceRun.State.COMPLETE
     run.score = scored.score
@@ -173,8 +173,8 @@ def inference_run_fail(*, run_id: int, reason: str) -> InferenceRun | None:
 
     Runs inside the caller's transaction (which shows the study as AI unavailable).
     """
-    run = InferenceRun.objects.select_for_update().get(pk=run_id)
-    if run.state != InferenceRun.State.QUEUED:
+    run = _queued_run_lock(run_id)
+    if run is None:
         return None
     run.state = InferenceRun.State.FAILED
     run.error = reason[:500]
@@ -182,6 +182,12 @@ def inference_run_fail(*, run_id: int, reason: str) -> InferenceRun | None:
     run.save(update_fields=["state", "error", "finished_at"])
     logger.warning("inference run=%s study=%s failed", run_id, run.study_id)
     return run
+
+
+def _queued_run_lock(run_id: int) -> InferenceRun | None:
+    """The run, locked, while it still waits for its result; None once it has one."""
+    run = InferenceRun.objects.select_for_update().get(pk=run_id)
+    return run if run.state == InferenceRun.State.QUEUED else None
 
 
 def _write_atomically(path: Path, data: bytes) -> None:
