@@ -18,7 +18,7 @@ from pydicom.dataelem import DataElement
 from rest_framework.authtoken.models import Token
 
 from tests.dicom_peers import echoscu, raw_store, storescu
-from tests.worklist.test_stow import multipart, post
+from tests.triage.test_stow import multipart, post
 from worklist import storage
 from worklist.dicom import identifiers, status
 from worklist.dicom.identifiers import InvalidIdentifier, ae_title_for_record, uid_check

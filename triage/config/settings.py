@@ -16,6 +16,10 @@ from django.core.exceptions import ImproperlyConfigured
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 
 
+# Four small readers on os.environ rather than django-environ: its lists and dicts keep the
+# spaces around items ("ED, ER" would give " ER") and case of keys as typed, which these
+# settings' operators are not expected to get right, and a bad KEY=VALUE pair or a missing
+# production value should name the variable in the error, as these do.
 def _env_bool(name: str, default: bool) -> bool:
     raw = os.environ.get(name)
     if raw is None or raw == "":
