@@ -17,6 +17,7 @@ recipient only), {"type": "error", ...}.
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 from channels.db import database_sync_to_async
@@ -69,7 +70,30 @@ def _with_delivery(frame: dict[str, Any], *, held: bool) -> dict[str, Any]:
     return {**frame, "delivery": "digest" if quiet else "immediate"}
 
 
-class AlertConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
+MAX_FRAME_CHARACTERS = 64 * 1024
+
+
+class JsonFrames(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
+    """A frame that is not JSON text (binary, not JSON, over 64 KiB, nested too deeply) is
+    answered with an error frame, and the socket stays open."""
+
+    async def receive(
+        self, text_data: str | None = None, bytes_data: bytes | None = None, **kwargs: Any
+    ) -> None:
+        if text_data is None or len(text_data) > MAX_FRAME_CHARACTERS:
+            await self.send_json(
+                {"type": "error", "detail": "frames are JSON text of at most 64 KiB"}
+            )
+            return
+        try:
+            content = json.loads(text_data)
+        except (ValueError, RecursionError):
+            await self.send_json({"type": "error", "detail": "the frame is not JSON"})
+            return
+        await self.receive_json(content, **kwargs)
+
+
+class AlertConsumer(JsonFrames):
     async def connect(self) -> None:
         user = self.scope.get("user")
         if user is None or not user.is_authenticated:
@@ -172,7 +196,7 @@ class AlertConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
         return _with_delivery(alert_frame(alert), held=False)
 
 
-class WorklistConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
+class WorklistConsumer(JsonFrames):
     async def connect(self) -> None:
         user = self.scope.get("user")
         if user is None or not user.is_authenticated:

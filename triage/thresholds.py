@@ -16,6 +16,7 @@ from inference.registry import ModelCard
 from triage.audit import audit_record
 from triage.models import ThresholdPolicy
 from triage.roles import Role, user_has_role
+from worklist.locations import location_within
 
 
 class ThresholdChangeRefused(Exception):
@@ -23,7 +24,7 @@ class ThresholdChangeRefused(Exception):
 
 
 def _matches(policy: ThresholdPolicy, *, location: str, modality: str) -> bool:
-    if policy.location_prefix and not location.upper().startswith(policy.location_prefix.upper()):
+    if policy.location_prefix and not location_within(location, policy.location_prefix):
         return False
     return not (policy.modality and policy.modality.upper() != modality.upper())
 

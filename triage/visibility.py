@@ -15,6 +15,7 @@ from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 
 from triage.models import Alert, StaffProfile
 from triage.roles import Role, user_has_role
+from worklist.locations import location_within_any
 
 ROLE_NAMES = (str(Role.RADIOLOGIST), str(Role.CLINICIAN), str(Role.ADMINISTRATOR))
 
@@ -66,8 +67,7 @@ def alert_visible(viewer: Viewer, *, tier: int, clinicians_notified: bool, locat
     if viewer.radiologist:
         return tier >= 2 or viewer.on_duty
     if viewer.clinician and clinicians_notified:
-        normalised = location.strip().upper()
-        return any(normalised.startswith(prefix) for prefix in viewer.locations)
+        return location_within_any(location, viewer.locations)
     return False
 
 

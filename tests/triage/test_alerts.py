@@ -14,9 +14,17 @@ from django.test import Client
 from django.utils import timezone
 
 from tests.factories import ready_study
-from triage.alerts import alert_acknowledge, alert_raise, alert_resolve, alerts_escalate_due
+from triage.alerts import (
+    AlertNotAllowed,
+    alert_acknowledge,
+    alert_raise,
+    alert_resolve,
+    alerts_escalate_due,
+    alerts_visible,
+)
 from triage.config.asgi import application
 from triage.models import Alert, AuditEvent, StaffProfile
+from worklist.services.ingest import location_is_emergency
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -103,6 +111,19 @@ async def test_clinicians_get_alerts_of_their_location_only(users, clinician_in_
     await ed.disconnect()
 
 
+def test_a_location_that_only_starts_like_the_clinicians_is_not_theirs(users, clinician_in_ed):
+    """`ED` covers ED-MAJORS-3 and ED, never EDUCATION-CENTRE (the rule ingest uses too)."""
+    education = raise_alert(location="EDUCATION-CENTRE")
+    majors = raise_alert(location="ED-MAJORS-3")
+
+    visible = {alert.pk for alert in alerts_visible(user=clinician_in_ed)}
+
+    assert majors.pk in visible and education.pk not in visible
+    with pytest.raises(AlertNotAllowed):
+        alert_acknowledge(alert_id=education.pk, user=clinician_in_ed, screen="inbox")
+    assert not location_is_emergency("EDUCATION-CENTRE") and location_is_emergency("ED 4")
+
+
 async def test_clinicians_hear_of_confirm_first_findings_after_confirmation(users, clinician_in_ed):
     ed, _, _ = await connect("/ws/alerts/", clinician_in_ed)
     alert = await sync_to_async(raise_alert)(finding="pulmonary_embolism")  # confirm first
@@ -130,6 +151,26 @@ async def test_resume_replays_each_missed_alert_exactly_once(users):
     fourth = await sync_to_async(raise_alert)()
     assert (await communicator.receive_json_from(timeout=5))["seq"] == fourth.seq
     assert await communicator.receive_nothing(timeout=0.5)
+    await communicator.disconnect()
+
+
+@pytest.mark.parametrize("path", ["/ws/alerts/", "/ws/worklist/"])
+async def test_malformed_frames_get_an_error_and_the_socket_stays_open(users, path):
+    communicator, connected, _ = await connect(path, users.radiologist)
+    assert connected
+
+    for frame in (
+        {"bytes_data": b"\x00\x01"},
+        {"text_data": "{not json"},
+        {"text_data": "[" * 50_000 + "]" * 50_000},
+        {"text_data": " " * 70_000},
+    ):
+        await communicator.send_to(**frame)
+        answer = await communicator.receive_json_from(timeout=5)
+        assert answer["type"] == "error", frame
+
+    await communicator.send_json_to({"type": "no-such-type"})  # still serving, still parsing
+    assert "unknown" in (await communicator.receive_json_from(timeout=5))["detail"]
     await communicator.disconnect()
 
 

@@ -231,3 +231,32 @@ def test_patient_identity_never_reaches_the_listener_log(dicom_listener, tmp_pat
     log = dicom_listener.log()
     assert f"study ready study={Study.objects.get().pk}" in log  # the log does carry ids
     assert str(ds.PatientName) not in log and ds.PatientID not in log
+
+
+def test_native_pixel_data_shorter_than_its_image_is_refused_at_receipt(dicom_listener, tmp_path):
+    [path] = write_study(StudySpec(slices=1, rows=64, columns=64), seed=81, out_dir=tmp_path / "s")
+    ds = pydicom.dcmread(path)
+    assert len(ds.PixelData) == 64 * 64 * 2
+    ds.PixelData = ds.PixelData[:3192]  # 16 bits allocated: 8192 bytes are needed
+    ds.save_as(path)
+
+    code = raw_store(dicom_listener.port, path)
+
+    assert code == status.CANNOT_UNDERSTAND, hex(code)
+    quarantined = QuarantinedObject.objects.get()
+    assert "3192 bytes" in quarantined.reason and "8192" in quarantined.reason
+    assert Instance.objects.count() == 0
+    assert echoscu(dicom_listener.port).returncode == 0
+
+
+def test_encapsulated_pixel_data_with_a_cut_fragment_is_refused(dicom_listener, tmp_path):
+    ds = pydicom.dcmread(get_testdata_file("MR_small_RLE.dcm"))
+    ds.PixelData = ds.PixelData[:-100]  # the last fragment item declares 100 bytes more
+    path = tmp_path / "cut-fragment.dcm"
+    ds.save_as(path)
+
+    code = raw_store(dicom_listener.port, path)
+
+    assert code == status.CANNOT_UNDERSTAND, hex(code)
+    assert "fragment" in QuarantinedObject.objects.get().reason
+    assert Instance.objects.count() == 0

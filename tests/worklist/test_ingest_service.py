@@ -16,6 +16,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import psycopg
+import pydicom
 import pytest
 from django.conf import settings
 from django.db import connection
@@ -27,9 +28,10 @@ from tests.conftest import ROOT, child_environment, free_port, wait_for_port
 from tests.dicom_peers import storescu
 from triage.arrivals import studies_ready_sweep
 from worklist import storage
+from worklist.dicom import status
 from worklist.dicom.header import part10_header
 from worklist.dicom.synthetic import StudySpec, write_study
-from worklist.models import Instance, Series, Study
+from worklist.models import Instance, Patient, QuarantinedObject, Series, Study
 from worklist.services import ingest
 from worklist.services.ingest import IngestResult, instance_ingest
 from worklist.services.studies import studies_stabilise
@@ -175,6 +177,33 @@ def test_duplicate_does_not_reopen_a_ready_study(db, ct, clock):
 
     study = Study.objects.get()
     assert study.state == Study.State.READY and study.reopened_count == 0
+
+
+@pytest.mark.parametrize("known_to_this_process", [True, False])
+def test_instance_of_another_patient_is_not_merged_into_the_study(
+    db, ct, tmp_path, known_to_this_process
+):
+    first = ingest_file(ct[0])
+    if not known_to_this_process:  # another listener process registered the study
+        ingest._known_study_ids.clear()
+        ingest._known_series_ids.clear()
+    other = pydicom.dcmread(ct[1])
+    other.PatientID = "MRN-SOMEONE-ELSE"
+    other.PatientName = "Other^Patient"
+    other.save_as(tmp_path / "other.dcm")
+
+    result = ingest_file(tmp_path / "other.dcm")
+
+    assert result.status == status.CANNOT_UNDERSTAND and not result.stored
+    assert "Patient ID differs" in result.reason
+    study = Study.objects.get()
+    assert study.pk == first.study_id
+    assert study.patient.patient_id == pydicom.dcmread(ct[0]).PatientID
+    assert Instance.objects.count() == 1 and Patient.objects.count() == 1
+    quarantined = QuarantinedObject.objects.get()
+    assert "MRN-SOMEONE-ELSE" not in quarantined.reason  # the reason carries no identifier
+    assert staged_leftovers() == []
+    assert ingest_file(ct[2]).stored  # the right patient's next instance is still stored
 
 
 def test_deleted_study_is_created_again_by_its_next_instance(db, ct):

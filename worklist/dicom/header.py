@@ -14,6 +14,7 @@ from pathlib import Path
 import pydicom
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
+from pydicom.uid import UID
 
 from worklist.dicom import status
 from worklist.dicom.identifiers import InvalidIdentifier, uid_check
@@ -109,6 +110,55 @@ def _check_complete(ds: Dataset) -> None:
             )
 
 
+def _pixel_data_check(ds: Dataset, *, transfer_syntax: str) -> None:
+    """Pixel data that is all there, checked from lengths alone (nothing is decoded).
+
+    Native: exactly Rows x Columns x Samples per Pixel x Bits Allocated / 8 x Number of Frames
+    bytes (plus the one pad byte that makes an odd length even). Encapsulated: a Basic Offset
+    Table item followed by whole fragment items, at least one per frame.
+    """
+    value = ds.get_item("PixelData").value
+    if not isinstance(value, bytes | bytearray):
+        raise RejectedObject(status.CANNOT_UNDERSTAND, "pixel data is not a byte string")
+    frames = _int(ds, "NumberOfFrames") or 1
+    if not UID(transfer_syntax).is_encapsulated:
+        shape = [_int(ds, keyword) for keyword in ("Rows", "Columns", "BitsAllocated")]
+        if any(dimension is None or dimension <= 0 for dimension in shape):
+            raise RejectedObject(
+                status.CANNOT_UNDERSTAND, "pixel data without Rows, Columns and Bits Allocated"
+            )
+        rows, columns, bits = (int(dimension or 0) for dimension in shape)
+        samples = _int(ds, "SamplesPerPixel") or 1
+        expected = -(-rows * columns * samples * frames * bits // 8)  # bits rounded up to bytes
+        if len(value) not in (expected, expected + expected % 2):
+            raise RejectedObject(
+                status.CANNOT_UNDERSTAND,
+                f"native pixel data is {len(value)} bytes; its image attributes need {expected}",
+            )
+        return
+    try:
+        if value[:4] != b"\xfe\xff\x00\xe0":
+            raise ValueError("no Basic Offset Table item")
+        (table_length,) = struct.unpack("<I", value[4:8])
+        fragments, end = 0, 8 + table_length
+        while end < len(value):  # every fragment item complete, to the last byte
+            if value[end : end + 4] != b"\xfe\xff\x00\xe0":
+                raise ValueError("a fragment is not an item")
+            (length,) = struct.unpack("<I", value[end + 4 : end + 8])
+            fragments, end = fragments + 1, end + 8 + length
+        if end != len(value):
+            raise ValueError("the last fragment is cut short")
+    except (ValueError, struct.error) as exc:
+        raise RejectedObject(
+            status.CANNOT_UNDERSTAND, f"encapsulated pixel data is malformed: {exc}"
+        ) from exc
+    if fragments < frames:
+        raise RejectedObject(
+            status.CANNOT_UNDERSTAND,
+            f"encapsulated pixel data has {fragments} fragments for {frames} frames",
+        )
+
+
 _UID_ATTRIBUTES = {
     "sop_class_uid": "SOPClassUID",
     "sop_instance_uid": "SOPInstanceUID",
@@ -176,6 +226,8 @@ def header_read(
             has_pixels = any(
                 keyword in ds for keyword in ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
             )
+            if "PixelData" in ds:
+                _pixel_data_check(ds, transfer_syntax=transfer_syntax)
             header = InstanceHeader(
                 **header_values,
                 transfer_syntax_uid=transfer_syntax,

@@ -21,6 +21,7 @@ from worklist import storage
 from worklist.dicom import status
 from worklist.dicom.header import InstanceHeader, RejectedObject, header_read
 from worklist.dicom.identifiers import uid_is_valid
+from worklist.locations import location_within_any
 from worklist.models import Instance, Patient, QuarantinedObject, Series, Study
 
 logger = logging.getLogger(__name__)
@@ -94,15 +95,26 @@ def instance_ingest(
             reason=str(unsafe),
             sop_instance_uid=header.sop_instance_uid,
         )
-    study_id = _instance_register(
-        header=header,
-        staged_path=staged_path,
-        relative_path=relative_path,
-        size_bytes=staged_path.stat().st_size,
-        source=source,
-        calling_ae_title=calling_ae_title,
-        received_at=timezone.now(),
-    )
+    try:
+        study_id = _instance_register(
+            header=header,
+            staged_path=staged_path,
+            relative_path=relative_path,
+            size_bytes=staged_path.stat().st_size,
+            source=source,
+            calling_ae_title=calling_ae_title,
+            received_at=timezone.now(),
+        )
+    except PatientConflict as conflict:
+        return _quarantine(
+            staged_path=staged_path,
+            source=source,
+            calling_ae_title=calling_ae_title,
+            peer_address=peer_address,
+            status_code=status.CANNOT_UNDERSTAND,
+            reason=str(conflict),
+            sop_instance_uid=header.sop_instance_uid,
+        )
     if study_id is None:
         storage.staged_file_discard(staged_path)
         return _duplicate(header)
@@ -151,13 +163,7 @@ def order_priority_for(*, requested: str, calling_ae_title: str) -> str:
 
 
 def location_is_emergency(location: str) -> bool:
-    normalised = location.strip().upper()
-    for prefix in settings.WORKLIST_ED_LOCATIONS:
-        if normalised == prefix or (
-            normalised.startswith(prefix) and not normalised[len(prefix)].isalnum()
-        ):
-            return True
-    return False
+    return location_within_any(location, settings.WORKLIST_ED_LOCATIONS)
 
 
 # How far ahead of an instance's arrival the quiet period's anchor (Study.last_instance_at) is
@@ -219,6 +225,7 @@ def _instance_register(
                 )
                 if rows is None:
                     raise Study.DoesNotExist(f"study #{study_id} vanished while registering")
+            _patient_check(header, rows)
             inserted = _instance_insert(
                 header=header,
                 series_id=rows.series_id,
@@ -247,6 +254,24 @@ class _LockedRows(NamedTuple):
     study_id: int
     series_id: int
     must_rearm: bool  # the study is ready, or its quiet period's anchor is before this arrival
+    patient_id: str  # of the study's patient (PHI: compared, never logged)
+    issuer: str
+
+
+class PatientConflict(Exception):
+    """The instance names another patient than the study it belongs to (no PHI in the text)."""
+
+
+def _patient_check(header: InstanceHeader, rows: _LockedRows) -> None:
+    """An instance of a study held here must be of that study's patient: a different Patient ID
+    (or issuer), where both say one, would merge two patients' images into one study."""
+    if not header.patient_id or not rows.patient_id:
+        return
+    if (header.patient_id, header.issuer_of_patient_id) != (rows.patient_id, rows.issuer):
+        raise PatientConflict(
+            f"the instance's Patient ID differs from that of study #{rows.study_id}, which"
+            " already holds this Study Instance UID"
+        )
 
 
 def _known_rows_share_lock(*, header: InstanceHeader, received_at: datetime) -> _LockedRows | None:
@@ -258,10 +283,11 @@ def _known_rows_share_lock(*, header: InstanceHeader, received_at: datetime) -> 
 
 
 _ROWS_READ = (
-    "SELECT study.state = %s OR study.last_instance_at < %s"
-    " FROM worklist_study study, worklist_series series WHERE study.id = %s AND series.id = %s"
+    "SELECT study.state = %s OR study.last_instance_at < %s, patient.patient_id, patient.issuer"
+    " FROM worklist_study study, worklist_series series, worklist_patient patient"
+    " WHERE study.id = %s AND series.id = %s AND patient.id = study.patient_id"
 )
-_ROWS_SHARE_LOCK_POSTGRESQL = _ROWS_READ + " FOR KEY SHARE"
+_ROWS_SHARE_LOCK_POSTGRESQL = _ROWS_READ + " FOR KEY SHARE OF study, series"
 
 
 def _rows_share_lock(*, study_id: int, series_id: int, received_at: datetime) -> _LockedRows | None:
@@ -286,7 +312,13 @@ def _rows_share_lock(*, study_id: int, series_id: int, received_at: datetime) ->
         row = cursor.fetchone()
     if row is None:
         return None
-    return _LockedRows(study_id=study_id, series_id=series_id, must_rearm=bool(row[0]))
+    return _LockedRows(
+        study_id=study_id,
+        series_id=series_id,
+        must_rearm=bool(row[0]),
+        patient_id=row[1],
+        issuer=row[2],
+    )
 
 
 def _instance_insert(
