@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import math
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -41,6 +42,8 @@ def _float(raw: str | None, default: float, *, low: float, high: float) -> float
     try:
         value = float(raw)
     except ValueError:
+        return default
+    if not math.isfinite(value):  # "nan" and "inf" parse as floats
         return default
     return min(max(value, low), high)
 

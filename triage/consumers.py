@@ -39,6 +39,7 @@ from triage.visibility import alert_visible, viewer_for
 
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_FORBIDDEN = 4403
+CLOSE_NOT_FOUND = 4404
 
 Scope = dict[str, Any]
 # (frame, who may see it, who hears of it in a digest rather than at once)
@@ -225,3 +226,10 @@ class WorklistConsumer(JsonFrames):
     @database_sync_to_async
     def _item_ids(self) -> list[int]:
         return list(worklist_items().values_list("pk", flat=True)[:200])
+
+
+class UnknownSocket(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
+    """Any other /ws/ path: refused with 4404, not a server error."""
+
+    async def connect(self) -> None:
+        await self.close(code=CLOSE_NOT_FOUND)

@@ -14,6 +14,7 @@ from django.utils import timezone
 
 from inference.registry import ModelCard
 from triage.audit import audit_record
+from triage.findings import FINDINGS
 from triage.models import ThresholdPolicy
 from triage.roles import Role, user_has_role
 from worklist.locations import location_within
@@ -65,6 +66,13 @@ def threshold_set(
         raise ThresholdChangeRefused("Say why the threshold changes.")
     if not 0.0 < value < 1.0:
         raise ThresholdChangeRefused("A threshold is a probability between 0 and 1.")
+    if finding not in FINDINGS:
+        raise ThresholdChangeRefused("Unknown finding.")
+    if len(location_prefix.strip()) > 64 or len(modality.strip()) > 16:
+        raise ThresholdChangeRefused(
+            "A location prefix has at most 64 characters and a modality at most 16."
+        )
+    location_prefix, modality = location_prefix.strip(), modality.strip()
     with transaction.atomic():
         previous = (
             ThresholdPolicy.objects.select_for_update()

@@ -207,3 +207,34 @@ def test_analytics_page_and_csv(client, users):
     assert header.startswith("finding,label,alerts,alerts_per_day")
     ich = next(row for row in rows if row.startswith("intracranial_hemorrhage"))
     assert ich.split(",")[2] == "1"
+
+
+@pytest.mark.parametrize("days", ["nan", "inf", "-inf", "1e999", "seven"])
+def test_analytics_page_takes_any_days_value_without_error(client, users, days):
+    client.force_login(users.administrator)
+
+    response = client.get(f"/manage/analytics/?days={days}")
+
+    assert response.status_code == 200
+    assert "Intracranial hemorrhage" in response.content.decode()
+
+
+def test_an_over_long_threshold_scope_is_refused_with_a_reason(client, users, ich_card):
+    client.force_login(users.administrator)
+
+    response = client.post(
+        "/manage/thresholds/",
+        {
+            "finding": "intracranial_hemorrhage",
+            "apply": "1",
+            "proposed": "0.8",
+            "reason": "trial",
+            "location_prefix": "X" * 300,
+        },
+        follow=True,
+    )
+
+    assert response.status_code == 200
+    assert "at most 64 characters" in response.content.decode()
+    assert not ThresholdPolicy.objects.exists()
+    assert threshold_for(card=ich_card) == ich_card.threshold

@@ -67,6 +67,12 @@ async def test_unauthenticated_socket_is_closed_with_4401():
         assert (connected, code) == (False, 4401)
 
 
+async def test_unknown_socket_path_is_refused_with_4404(users):
+    for path in ("/ws/unknown/", "/ws/", "/nothing"):
+        communicator, connected, code = await connect(path, users.radiologist)
+        assert (connected, code) == (False, 4404), path
+
+
 async def test_clinician_may_not_open_the_worklist_socket(users):
     communicator, connected, code = await connect("/ws/worklist/", users.clinician)
     assert (connected, code) == (False, 4403)
