@@ -200,6 +200,24 @@ def test_quarantine_is_for_administrators(client, users):
     assert client.get("/api/quarantine/").status_code == 200
 
 
+def test_openapi_schema_is_for_signed_in_users_only(client):
+    assert client.get("/api/schema/").status_code == 401
+
+
+@pytest.mark.parametrize("path", ["/worklist/", "/api/worklist/", "/alerts/", "/manage/analytics/"])
+def test_responses_are_never_cached_and_carry_the_security_headers(client, users, path):
+    client.force_login(users.administrator)
+
+    response = client.get(path)
+
+    assert response.status_code == 200, path
+    assert response["Cache-Control"] == "no-store"
+    assert "script-src 'self'" in response["Content-Security-Policy"]
+    assert "frame-ancestors 'none'" in response["Content-Security-Policy"]
+    assert response["X-Frame-Options"] == "DENY"
+    assert response["X-Content-Type-Options"] == "nosniff"
+
+
 def test_openapi_schema_is_served(rad_client):
     response = rad_client.get("/api/schema/")
 

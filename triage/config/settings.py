@@ -99,6 +99,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "triage.security_headers.SecurityHeaders",
 ]
 
 ROOT_URLCONF = "triage.config.urls"
@@ -139,9 +140,13 @@ SERVE_STATIC = _env_bool("SERVE_STATIC", EMBEDDED)
 STATIC_ROOT = BASE_DIR / "var" / "static"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
+X_FRAME_OPTIONS = "DENY"
+SECURE_CONTENT_TYPE_NOSNIFF = True
 if not DEBUG:
     SESSION_COOKIE_SECURE = _env_bool("SECURE_COOKIES", True)
     CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+    # Sent on HTTPS requests (uvicorn --proxy-headers behind the TLS proxy): a year of HTTPS.
+    SECURE_HSTS_SECONDS = 31_536_000 if SESSION_COOKIE_SECURE else 0
 
 # --- Channels -------------------------------------------------------------------------------
 if REDIS_URL:
@@ -190,6 +195,7 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
 }
 SPECTACULAR_SETTINGS = {
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
     "TITLE": "ED triage worklist API",
     "DESCRIPTION": "Reading worklist, studies and DICOMweb ingest. AI output comes from "
     "demonstration models trained on synthetic phantoms; it has no clinical validity.",
