@@ -40,6 +40,11 @@ class InferenceRun(models.Model):
     queue_wait_ms = models.FloatField(null=True, blank=True)
     decode_ms = models.FloatField(null=True, blank=True)
     inference_ms = models.FloatField(null=True, blank=True)
+    # A worker holds the run while it computes, renewing the lease every few seconds; a lease
+    # that runs out means the worker is gone, and the run is sent again (never while held).
+    lease_until = models.DateTimeField(null=True, blank=True)
+    redeliveries = models.PositiveIntegerField(default=0)
+    redelivered_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         constraints = [
@@ -48,7 +53,10 @@ class InferenceRun(models.Model):
                 name="inference_run_once_per_input",
             )
         ]
-        indexes = [models.Index(fields=["study", "current"], name="inference_current_idx")]
+        indexes = [
+            models.Index(fields=["study", "current"], name="inference_current_idx"),
+            models.Index(fields=["state"], name="inference_state_idx"),
+        ]
 
     def __str__(self) -> str:
         return f"Run #{self.pk} {self.model_name} study={self.study_id} {self.state}"

@@ -11,10 +11,16 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from django.conf import settings
+from django.db import connection, transaction
+from django.db.models import F, Q
 from django.utils import timezone
 
 from inference import pipeline
@@ -86,14 +92,87 @@ def study_route(*, study: Study) -> StudyRouting:
 
 
 def inference_run_predict(*, run_id: int) -> SeriesScore | None:
-    """Score the run's series with its model (no result recorded yet); None if the run has a
-    result already. Raises PermanentFailure when retrying cannot help."""
-    run = InferenceRun.objects.select_related("study").get(pk=run_id)
-    if run.state != InferenceRun.State.QUEUED:
+    """Score the run's series with its model (no result recorded yet), holding the run's lease
+    meanwhile; None if the run has a result already or a live worker holds it. Raises
+    PermanentFailure when retrying cannot help."""
+    if not _run_lease_take(run_id):
         return None
-    InferenceRun.objects.filter(pk=run.pk).update(
-        attempts=run.attempts + 1, started_at=timezone.now()
+    with _run_lease_kept(run_id):
+        return _predict(InferenceRun.objects.select_related("study").get(pk=run_id))
+
+
+def _lease() -> timedelta:
+    return timedelta(seconds=settings.INFERENCE_LEASE_SECONDS)
+
+
+def _run_lease_take(run_id: int) -> bool:
+    """Take the run unless it has a result or a live worker's lease (one UPDATE: two workers
+    handed the same run cannot both take it)."""
+    now = timezone.now()
+    return bool(
+        InferenceRun.objects.filter(pk=run_id, state=InferenceRun.State.QUEUED)
+        .filter(Q(lease_until__isnull=True) | Q(lease_until__lt=now))
+        .update(attempts=F("attempts") + 1, started_at=now, lease_until=now + _lease())
     )
+
+
+@contextmanager
+def _run_lease_kept(run_id: int) -> Iterator[None]:
+    """Renew the lease every third of its length while the body runs (a slow but live run is
+    never sent again); on the way out, a run still without a result gives its lease up."""
+    done = threading.Event()
+
+    def renew() -> None:
+        try:
+            while not done.wait(settings.INFERENCE_LEASE_SECONDS / 3):
+                InferenceRun.objects.filter(pk=run_id, state=InferenceRun.State.QUEUED).update(
+                    lease_until=timezone.now() + _lease()
+                )
+        finally:
+            connection.close()  # this thread's own connection
+
+    heartbeat = threading.Thread(target=renew, name=f"lease-run-{run_id}", daemon=True)
+    heartbeat.start()
+    try:
+        yield
+    finally:
+        done.set()
+        heartbeat.join()
+        # A retry of this task (a transient error) may take the run again at once.
+        InferenceRun.objects.filter(pk=run_id, state=InferenceRun.State.QUEUED).update(
+            lease_until=None
+        )
+
+
+def inference_runs_redeliver_due(*, now: datetime | None = None) -> list[int]:
+    """Runs still waiting for a result that no live worker holds and that were sent a while ago:
+    their worker died mid-run (the lease ran out) or before starting them (a prefetched
+    message), or the message was lost. Each is marked sent again and its id returned, for the
+    caller to queue; the wait doubles with each redelivery, so a backlog is not flooded."""
+    now = now or timezone.now()
+    base = settings.INFERENCE_REDELIVER_AFTER_SECONDS
+    due: list[int] = []
+    with transaction.atomic():
+        candidates = (
+            InferenceRun.objects.select_for_update(skip_locked=True)
+            .filter(state=InferenceRun.State.QUEUED, current=True)
+            .filter(Q(lease_until__isnull=True) | Q(lease_until__lt=now))
+            .order_by("queued_at")[:200]
+        )
+        for run in candidates:
+            last_sent = run.redelivered_at or run.queued_at
+            if last_sent > now - timedelta(seconds=base * 2 ** min(run.redeliveries, 5)):
+                continue
+            run.redeliveries += 1
+            run.redelivered_at = now
+            run.save(update_fields=["redeliveries", "redelivered_at"])
+            due.append(run.pk)
+    if due:
+        logger.warning("inference runs sent again (worker gone or message lost): %s", due)
+    return due
+
+
+def _predict(run: InferenceRun) -> SeriesScore:
     card = _card_for(run)
     try:
         paths = [
@@ -156,6 +235,7 @@ def inference_run_record(*, run_id: int, scored: SeriesScore) -> InferenceRun | 
     run.decode_ms = scored.decode_ms
     run.inference_ms = scored.inference_ms
     run.error = ""
+    run.lease_until = None
     run.save()
     logger.info(
         "inference run=%s study=%s model=%s score=%.3f provider=%s",
@@ -179,7 +259,8 @@ def inference_run_fail(*, run_id: int, reason: str) -> InferenceRun | None:
     run.state = InferenceRun.State.FAILED
     run.error = reason[:500]
     run.finished_at = timezone.now()
-    run.save(update_fields=["state", "error", "finished_at"])
+    run.lease_until = None
+    run.save(update_fields=["state", "error", "finished_at", "lease_until"])
     logger.warning("inference run=%s study=%s failed", run_id, run.study_id)
     return run
 

@@ -1,5 +1,6 @@
 """The periodic duties, in one place: studies become ready as their quiet period passes,
-unacknowledged alerts escalate, and the rate cap's due digests go out.
+inference runs whose worker died (or whose message was lost) are sent again, unacknowledged
+alerts escalate, and the rate cap's due digests go out.
 
 All three are database-driven and idempotent, so running them twice is harmless. Production
 schedules them with Celery beat (`triage.tasks.periodic_duties`); the demo and
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 
 from django.db import close_old_connections
 
+from inference.services import inference_runs_redeliver_due
 from triage.alerts import alerts_escalate_due
 from triage.arrivals import studies_ready_sweep
 from triage.deliveries import alert_digests_send_due
@@ -24,14 +26,22 @@ logger = logging.getLogger(__name__)
 @dataclass(frozen=True, kw_only=True)
 class DutiesDone:
     studies_ready: int
+    runs_sent_again: int
     alerts_escalated: int
 
 
 def periodic_duties_run() -> DutiesDone:
+    from triage.tasks import inference_run
+
     ready = studies_ready_sweep()
+    stranded = inference_runs_redeliver_due()
+    for run_id in stranded:
+        inference_run.delay(run_id)
     escalated = alerts_escalate_due()
     alert_digests_send_due()
-    return DutiesDone(studies_ready=len(ready), alerts_escalated=len(escalated))
+    return DutiesDone(
+        studies_ready=len(ready), runs_sent_again=len(stranded), alerts_escalated=len(escalated)
+    )
 
 
 def periodic_duties_loop(*, stop: threading.Event, interval: float = 1.0) -> None:
