@@ -1,8 +1,8 @@
 """The periodic duties, in one place: studies become ready as their quiet period passes,
-inference runs whose worker died (or whose message was lost) are sent again, unacknowledged
-alerts escalate, and the rate cap's due digests go out.
+triage and inference tasks whose worker died (or whose message was lost) are sent again,
+unacknowledged alerts escalate, and the rate cap's due digests go out.
 
-All three are database-driven and idempotent, so running them twice is harmless. Production
+All are database-driven and idempotent, so running them twice is harmless. Production
 schedules them with Celery beat (`triage.tasks.periodic_duties`); the demo and
 `manage.py periodic_duties` run `periodic_duties_loop`. The DICOM listener only listens.
 """
@@ -17,7 +17,7 @@ from django.db import close_old_connections
 
 from inference.services import inference_runs_redeliver_due
 from triage.alerts import alerts_escalate_due
-from triage.arrivals import studies_ready_sweep
+from triage.arrivals import studies_ready_sweep, studies_triage_resend_due
 from triage.deliveries import alert_digests_send_due
 
 logger = logging.getLogger(__name__)
@@ -34,6 +34,7 @@ def periodic_duties_run() -> DutiesDone:
     from triage.tasks import inference_run
 
     ready = studies_ready_sweep()
+    studies_triage_resend_due()
     stranded = inference_runs_redeliver_due()
     for run_id in stranded:
         inference_run.delay(run_id)

@@ -260,3 +260,22 @@ class AlertDelivery(models.Model):
 
     def __str__(self) -> str:
         return f"Alert {self.alert_id} to user #{self.user_id}: {self.mode}"
+
+
+class TriageDispatch(models.Model):
+    """A ready study's triage task, sent and not yet done: a row the periodic duties use to send
+    it again when its worker died or the message was lost (the broker alone would wait out its
+    visibility timeout)."""
+
+    study = models.OneToOneField(
+        "worklist.Study", on_delete=models.CASCADE, related_name="triage_dispatch"
+    )
+    sent_at = models.DateTimeField()
+    sends = models.PositiveIntegerField(default=1)
+    routed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["routed_at", "sent_at"], name="triage_dispatch_due_idx")]
+
+    def __str__(self) -> str:
+        return f"Triage of study #{self.study_id}, sent {self.sends}x"

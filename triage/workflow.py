@@ -12,6 +12,7 @@ import logging
 from functools import partial
 
 from django.db import transaction
+from django.utils import timezone
 
 from inference.services import (
     PermanentFailure,
@@ -20,6 +21,7 @@ from inference.services import (
     inference_run_record,
     study_route,
 )
+from triage.models import TriageDispatch
 from triage.policy import run_result_apply, study_routed_apply
 from worklist.models import Study
 
@@ -36,9 +38,12 @@ def study_triage_run(*, study_id: int) -> list[int]:
     with transaction.atomic():
         study = Study.objects.select_for_update().get(pk=study_id)
         if study.state != Study.State.READY:
-            return []  # re-opened since; it is triaged again when ready
+            # Re-opened since: it is announced and triaged again when ready.
+            TriageDispatch.objects.filter(study=study).update(routed_at=timezone.now())
+            return []
         routing = study_route(study=study)
         study_routed_apply(study=study, findings=routing.findings)
+        TriageDispatch.objects.filter(study=study).update(routed_at=timezone.now())
         for run_id in routing.queued_run_ids:
             transaction.on_commit(partial(inference_run.delay, run_id))
     logger.info(

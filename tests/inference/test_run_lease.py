@@ -93,3 +93,24 @@ def test_the_lease_is_renewed_while_a_slow_run_computes(committed_run, settings)
         assert renewed is not None and first is not None and renewed > first
         assert services.inference_runs_redeliver_due(now=timezone.now()) == []
     assert InferenceRun.objects.get(pk=queued_run.pk).lease_until is None  # given up on exit
+
+
+def test_a_study_whose_triage_never_ran_is_sent_again(db, settings, monkeypatch):
+    from triage import arrivals
+    from triage.models import TriageDispatch
+    from triage.tasks import study_triage
+    from triage.workflow import study_triage_run
+
+    settings.INFERENCE_REDELIVER_AFTER_SECONDS = 15
+    sent: list[int] = []
+    monkeypatch.setattr(study_triage, "delay", sent.append)
+    study_id = ready_study().study_id
+    arrivals.studies_ready_announce(study_ids=[study_id])  # the message is then lost
+    now = timezone.now()
+
+    assert arrivals.studies_triage_resend_due(now=now + timedelta(seconds=10)) == []
+    assert arrivals.studies_triage_resend_due(now=now + timedelta(seconds=16)) == [study_id]
+    assert TriageDispatch.objects.get(study_id=study_id).sends == 2
+
+    study_triage_run(study_id=study_id)  # it runs at last
+    assert arrivals.studies_triage_resend_due(now=now + timedelta(hours=1)) == []
