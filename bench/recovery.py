@@ -185,11 +185,21 @@ def main(argv: list[str] | None = None) -> int:
             results.append(bench_broker(name, BROKERS[name], studies, work / name))
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    report = {"machine": harness.machine_info(), "brokers": results}
+    from django.conf import settings
+
+    report = {
+        "machine": harness.machine_info(),
+        "lease_s": settings.INFERENCE_LEASE_SECONDS,
+        "brokers": results,
+    }
     if args.json:
         print(json.dumps(report, indent=2, default=str))
         return 0
-    print("worker SIGKILLed mid-inference -> result committed (lease 9 s, redelivery after 15 s)")
+    print(
+        "worker SIGKILLed mid-inference -> result committed (a run whose lease of "
+        f"{settings.INFERENCE_LEASE_SECONDS:g} s ran out is sent again at once; "
+        f"duties every 1 s; load {os.getloadavg()[0]:.2f})"
+    )
     print(f"{'broker':<10}{'kills':>6}{'min s':>8}{'p50 s':>8}{'max s':>8}{'lost':>6}{'dup':>5}")
     for row in results:
         spread = row["recovery_s"] or {}

@@ -145,10 +145,11 @@ def _run_lease_kept(run_id: int) -> Iterator[None]:
 
 
 def inference_runs_redeliver_due(*, now: datetime | None = None) -> list[int]:
-    """Runs still waiting for a result that no live worker holds and that were sent a while ago:
-    their worker died mid-run (the lease ran out) or before starting them (a prefetched
-    message), or the message was lost. Each is marked sent again and its id returned, for the
-    caller to queue; the wait doubles with each redelivery, so a backlog is not flooded."""
+    """Runs still waiting for a result that no live worker holds: their worker died mid-run (the
+    lease ran out; sent again at once), or before starting them (a prefetched message), or the
+    message was lost (both sent again once a while has passed since the message went out). Each
+    is marked sent again and its id returned, for the caller to queue; the wait doubles with
+    each redelivery, so a backlog is not flooded."""
     now = now or timezone.now()
     base = settings.INFERENCE_REDELIVER_AFTER_SECONDS
     due: list[int] = []
@@ -160,8 +161,15 @@ def inference_runs_redeliver_due(*, now: datetime | None = None) -> list[int]:
             .order_by("queued_at")[:200]
         )
         for run in candidates:
-            last_sent = run.redelivered_at or run.queued_at
-            if last_sent > now - timedelta(seconds=base * 2 ** min(run.redeliveries, 5)):
+            # A lease that ran out means its worker is gone: send it again now. A run never
+            # taken waits from when its message went out (a live worker may be busy).
+            waited_since = (
+                run.redelivered_at
+                if run.lease_until is not None
+                else run.redelivered_at or run.queued_at
+            )
+            backoff = timedelta(seconds=base * 2 ** min(run.redeliveries, 5))
+            if waited_since is not None and waited_since > now - backoff:
                 continue
             run.redeliveries += 1
             run.redelivered_at = now

@@ -114,3 +114,12 @@ def test_a_study_whose_triage_never_ran_is_sent_again(db, settings, monkeypatch)
 
     study_triage_run(study_id=study_id)  # it runs at last
     assert arrivals.studies_triage_resend_due(now=now + timedelta(hours=1)) == []
+
+
+def test_a_run_whose_worker_died_is_sent_again_at_once(queued_run):
+    assert services._run_lease_take(queued_run.pk)
+    InferenceRun.objects.filter(pk=queued_run.pk).update(
+        queued_at=timezone.now(), lease_until=timezone.now() - timedelta(seconds=1)
+    )  # sent a moment ago, taken, and its worker's lease has run out
+
+    assert services.inference_runs_redeliver_due(now=timezone.now()) == [queued_run.pk]

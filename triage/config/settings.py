@@ -258,9 +258,10 @@ INFERENCE_MODEL_DIRS = [BASE_DIR / "inference" / "models"] + [
 ]
 INFERENCE_THREADS = int(os.environ.get("INFERENCE_THREADS") or (os.cpu_count() or 1))
 INFERENCE_BATCH_SIZE = int(os.environ.get("INFERENCE_BATCH_SIZE", "32"))
-# A worker renews its lease on a run every third of this; a run whose lease ran out, or whose
-# message has not started this long after it was sent, is sent again (waits double each time).
-INFERENCE_LEASE_SECONDS = float(os.environ.get("INFERENCE_LEASE_SECONDS", "9"))
+# A worker renews its lease on a run every third of this; a run whose lease ran out is sent
+# again at once, one whose message has not started this long after it went out too (the waits
+# double with each redelivery).
+INFERENCE_LEASE_SECONDS = float(os.environ.get("INFERENCE_LEASE_SECONDS", "6"))
 INFERENCE_REDELIVER_AFTER_SECONDS = float(os.environ.get("INFERENCE_REDELIVER_AFTER_SECONDS", "15"))
 
 # --- Alerts ---------------------------------------------------------------------------------
