@@ -6,11 +6,18 @@ from drf_spectacular.views import SpectacularAPIView
 from triage import admin_views
 from triage import api as alert_api
 from triage import views as alert_views
+from triage.signin import ThrottledAdminAuthenticationForm, ThrottledAuthenticationForm
 from triage.urls import api_urls, dicomweb_urls, page_urls
+
+admin.site.login_form = ThrottledAdminAuthenticationForm
 
 urlpatterns = [
     path("", alert_views.home, name="home"),
-    path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
+    path(
+        "accounts/login/",
+        auth_views.LoginView.as_view(authentication_form=ThrottledAuthenticationForm),
+        name="login",
+    ),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
     path("worklist/", include((page_urls, "worklist"))),
