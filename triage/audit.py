@@ -2,15 +2,25 @@
 
 from __future__ import annotations
 
+import ipaddress
+from collections.abc import Callable
 from typing import Any
 
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
 
 from triage.models import AuditEvent
 
 
+def ip_or_none(value: str) -> str | None:
+    """An IP address as given, or None (a test client's or a proxy's placeholder)."""
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        return None
+
+
 def client_address(request: HttpRequest) -> str | None:
-    return request.META.get("REMOTE_ADDR") or None
+    return ip_or_none(request.META.get("REMOTE_ADDR") or "")
 
 
 def audit_record(
@@ -40,3 +50,24 @@ def audit_study_view(*, request: HttpRequest, study_id: int, channel: str) -> Au
         study_id=study_id,
         remote_addr=client_address(request),
     )
+
+
+class DeniedAccessAudit:
+    """Middleware: every request answered 401 or 403 (a page, the API, DICOMweb, the admin) is
+    audited with who (when known), from where, the path and the status."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        if response.status_code in (401, 403):
+            user = getattr(request, "user", None)
+            audit_record(
+                action="access.denied",
+                actor_id=user.pk if user is not None and user.is_authenticated else None,
+                channel="api" if request.path.startswith(("/api/", "/dicomweb/")) else "page",
+                remote_addr=client_address(request),
+                detail={"path": request.path[:200], "status": response.status_code},
+            )
+        return response

@@ -31,6 +31,7 @@ from triage.alerts import (
     alerts_for_frames,
     alerts_visible,
 )
+from triage.audit import audit_record, ip_or_none
 from triage.deliveries import digest_frame, held_alert_ids, held_recipient_ids, recent_digests
 from triage.models import Alert, AlertDigest
 from triage.roles import Role, user_has_role
@@ -78,6 +79,19 @@ class JsonFrames(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
     """A frame that is not JSON text (binary, not JSON, over 64 KiB, nested too deeply) is
     answered with an error frame, and the socket stays open."""
 
+    async def refuse(self, code: int) -> None:
+        """Close before accepting, and audit the denied socket (who, from where, which)."""
+        user = self.scope.get("user")
+        client = self.scope.get("client") or ("", 0)
+        await database_sync_to_async(audit_record)(
+            action="access.denied",
+            actor_id=user.pk if user is not None and user.is_authenticated else None,
+            channel="socket",
+            remote_addr=ip_or_none(str(client[0] or "")),
+            detail={"path": str(self.scope.get("path", ""))[:200], "status": code},
+        )
+        await self.close(code=code)
+
     async def receive(
         self, text_data: str | None = None, bytes_data: bytes | None = None, **kwargs: Any
     ) -> None:
@@ -98,13 +112,13 @@ class AlertConsumer(JsonFrames):
     async def connect(self) -> None:
         user = self.scope.get("user")
         if user is None or not user.is_authenticated:
-            await self.close(code=CLOSE_UNAUTHENTICATED)
+            await self.refuse(CLOSE_UNAUTHENTICATED)
             return
         allowed = await database_sync_to_async(user_has_role)(
             user, Role.RADIOLOGIST, Role.CLINICIAN, Role.ADMINISTRATOR
         )
         if not allowed:
-            await self.close(code=CLOSE_FORBIDDEN)
+            await self.refuse(CLOSE_FORBIDDEN)
             return
         self.sent: set[tuple[int, str]] = set()  # (seq, state) already on this socket
         self.viewer = await database_sync_to_async(viewer_for)(user)
@@ -201,12 +215,12 @@ class WorklistConsumer(JsonFrames):
     async def connect(self) -> None:
         user = self.scope.get("user")
         if user is None or not user.is_authenticated:
-            await self.close(code=CLOSE_UNAUTHENTICATED)
+            await self.refuse(CLOSE_UNAUTHENTICATED)
             return
         if not await database_sync_to_async(user_has_role)(
             user, Role.RADIOLOGIST, Role.ADMINISTRATOR
         ):
-            await self.close(code=CLOSE_FORBIDDEN)
+            await self.refuse(CLOSE_FORBIDDEN)
             return
         await self.channel_layer.group_add(broadcast.GROUP_WORKLIST, self.channel_name)
         await self.accept()

@@ -5,11 +5,13 @@ passes. The Django admin's sign-in follows the same rule."""
 from __future__ import annotations
 
 from datetime import timedelta
+from types import SimpleNamespace
 
 import pytest
 from django.utils import timezone
 
 from tests.conftest import PASSWORD
+from triage import signin
 from triage.models import AuditEvent
 
 
@@ -34,12 +36,11 @@ def test_guessing_stops_after_five_failures_and_each_is_audited(client, users, u
     assert AuditEvent.objects.filter(action="login.locked").count() == 1
 
 
-def test_the_account_opens_again_when_the_window_has_passed(client, users):
+def test_the_account_opens_again_when_the_window_has_passed(client, users, monkeypatch):
     for _ in range(5):
         sign_in(client, "rad", "wrong-guess")
-    AuditEvent.objects.filter(action="login.failed").update(
-        at=timezone.now() - timedelta(minutes=16)
-    )
+    later = timezone.now() + timedelta(minutes=16)
+    monkeypatch.setattr(signin, "timezone", SimpleNamespace(now=lambda: later))
 
     response = sign_in(client, "rad", PASSWORD)
 
@@ -52,3 +53,27 @@ def test_a_few_mistakes_do_not_lock_anyone_out(client, users):
         sign_in(client, "rad", "typo")
 
     assert sign_in(client, "rad", PASSWORD).status_code == 302
+
+
+def test_denied_access_is_audited(client, users):
+    client.force_login(users.clinician)
+
+    assert client.get("/worklist/").status_code == 403
+    assert client.get("/api/worklist/").status_code == 403
+
+    denied = AuditEvent.objects.filter(action="access.denied", actor=users.clinician)
+    assert sorted(event.detail["path"] for event in denied) == ["/api/worklist/", "/worklist/"]
+    assert {event.detail["status"] for event in denied} == {403}
+
+
+def test_the_audit_log_cannot_be_changed_or_deleted(users):
+    from django.db import DatabaseError, transaction
+
+    event = AuditEvent.objects.create(action="test.event", channel="system")
+    for change in (
+        lambda: AuditEvent.objects.filter(pk=event.pk).update(action="edited"),
+        lambda: AuditEvent.objects.filter(pk=event.pk).delete(),
+    ):
+        with pytest.raises(DatabaseError, match="append-only"), transaction.atomic():
+            change()
+    assert AuditEvent.objects.get(pk=event.pk).action == "test.event"

@@ -100,6 +100,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "triage.security_headers.SecurityHeaders",
+    "triage.audit.DeniedAccessAudit",
 ]
 
 ROOT_URLCONF = "triage.config.urls"
