@@ -200,8 +200,9 @@ def test_quarantine_is_for_administrators(client, users):
     assert client.get("/api/quarantine/").status_code == 200
 
 
-def test_openapi_schema_is_for_signed_in_users_only(client):
+def test_openapi_schema_is_for_signed_in_users_only(client, db):
     assert client.get("/api/schema/").status_code == 401
+    assert AuditEvent.objects.filter(action="access.denied", actor=None).count() == 1
 
 
 @pytest.mark.parametrize("path", ["/worklist/", "/api/worklist/", "/alerts/", "/manage/analytics/"])
