@@ -173,3 +173,19 @@ def test_accession_link_opens_the_study_page_and_the_view_is_audited(page, live_
         actor=users.radiologist,
         study_id=item.study_id,
     ).exists()
+
+
+@pytest.mark.parametrize(
+    "path", ["/static/../triage/config/settings.py", "/static/worklist/../../../manage.py"]
+)
+def test_a_static_path_that_leaves_the_static_folders_is_not_found(asgi_server, path):
+    import http.client
+
+    connection = http.client.HTTPConnection("127.0.0.1", asgi_server, timeout=10)
+    connection.request("GET", path, headers={"Host": "localhost"})
+    response = connection.getresponse()
+    body = response.read()
+
+    assert response.status == 404
+    assert b"SECRET_KEY" not in body
+    connection.close()

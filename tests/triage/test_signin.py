@@ -77,3 +77,23 @@ def test_the_audit_log_cannot_be_changed_or_deleted(users):
         with pytest.raises(DatabaseError, match="append-only"), transaction.atomic():
             change()
     assert AuditEvent.objects.get(pk=event.pk).action == "test.event"
+
+
+def test_a_denied_request_is_logged_in_one_line_and_a_server_error_with_its_traceback():
+    import logging
+    import sys
+
+    from triage.config.log_filters import ClientErrorsWithoutTraceback
+
+    try:
+        raise PermissionError("denied")
+    except PermissionError:
+        exc_info = sys.exc_info()
+    forbidden, crashed = (
+        logging.LogRecord("django.request", logging.WARNING, __file__, 1, "x", (), exc_info)
+        for _ in range(2)
+    )
+    forbidden.status_code, crashed.status_code = 403, 500
+
+    assert ClientErrorsWithoutTraceback().filter(forbidden) and forbidden.exc_info is None
+    assert ClientErrorsWithoutTraceback().filter(crashed) and crashed.exc_info is exc_info

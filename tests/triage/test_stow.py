@@ -91,6 +91,22 @@ def test_instance_of_another_study_than_the_url_names_fails(client, token, study
     assert Instance.objects.count() == 0
 
 
+def test_a_failure_entry_names_the_instance_when_its_uids_parsed(client, token, study_files):
+    sent = pydicom.dcmread(study_files[0])
+
+    response = post(
+        client,
+        multipart([study_files[0].read_bytes()]),
+        token=token,
+        url="/dicomweb/studies/1.2.3.4.5.999",
+    )
+
+    failed = response.json()["00081198"]["Value"][0]
+    assert failed["00081155"]["Value"] == [sent.SOPInstanceUID]
+    assert failed["00081150"]["Value"] == [sent.SOPClassUID]
+    assert QuarantinedObject.objects.get().sop_instance_uid == sent.SOPInstanceUID
+
+
 def test_resent_instances_are_stored_once(client, token, study_files):
     body = multipart([path.read_bytes() for path in study_files])
     assert post(client, body, token=token).status_code == 200

@@ -222,6 +222,14 @@ def test_unknown_calling_ae_title_is_rejected_at_association(dicom_listener, tmp
     assert echoscu(dicom_listener.port).returncode == 0
 
 
+def test_association_addressed_to_another_ae_title_is_rejected(dicom_listener):
+    result = echoscu(dicom_listener.port, called="NOT-TRIAGE")
+
+    assert result.returncode != 0
+    assert "reject" in result.output.lower()
+    assert echoscu(dicom_listener.port).returncode == 0
+
+
 def test_patient_identity_never_reaches_the_listener_log(dicom_listener, tmp_path):
     paths = write_study(StudySpec(slices=3), seed=51, out_dir=tmp_path / "ct")
     ds = pydicom.dcmread(paths[0])

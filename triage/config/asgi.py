@@ -23,8 +23,19 @@ from triage.config.routing import websocket_urlpatterns  # noqa: E402
 http_app: Any = RequestBodyLimit(django_http)
 if settings.SERVE_STATIC:
     from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
+    from django.core.exceptions import SuspiciousFileOperation
+    from django.http import FileResponse, Http404, HttpRequest
 
-    http_app = ASGIStaticFilesHandler(http_app)  # type: ignore[arg-type]
+    class StaticFiles(ASGIStaticFilesHandler):
+        """A path that would leave the static folders (`..`) is a 404, not a server error."""
+
+        def serve(self, request: HttpRequest) -> FileResponse:
+            try:
+                return super().serve(request)
+            except SuspiciousFileOperation as outside:
+                raise Http404("No such static file.") from outside
+
+    http_app = StaticFiles(http_app)  # type: ignore[arg-type]
 
 application = ProtocolTypeRouter(
     {

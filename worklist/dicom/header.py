@@ -29,10 +29,16 @@ logging.getLogger("pydicom").setLevel(logging.ERROR)
 class RejectedObject(Exception):
     """The object cannot be stored; `status` is the DICOM failure status for the sender."""
 
-    def __init__(self, status_code: int, reason: str) -> None:
+    def __init__(
+        self, status_code: int, reason: str, *, sop_class_uid: str = "", sop_instance_uid: str = ""
+    ) -> None:
         super().__init__(reason)
         self.status_code = status_code
         self.reason = reason
+        # Filled in once the object's UIDs have passed the UID check (a STOW-RS failure entry
+        # then names the instance); empty before that.
+        self.sop_class_uid = sop_class_uid
+        self.sop_instance_uid = sop_instance_uid
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -202,6 +208,14 @@ def _uids_check(values: dict[str, str], *, transfer_syntax: str) -> None:
 _warnings_filter_lock = threading.Lock()
 
 
+def _naming(refusal: RejectedObject, checked: dict[str, str]) -> RejectedObject:
+    """The refusal, naming the instance when its UIDs have passed the UID check."""
+    if checked and not refusal.sop_instance_uid:
+        refusal.sop_class_uid = checked["sop_class_uid"]
+        refusal.sop_instance_uid = checked["sop_instance_uid"]
+    return refusal
+
+
 def header_read(
     path: Path,
     *,
@@ -209,6 +223,7 @@ def header_read(
     expected_sop_instance_uid: str | None = None,
 ) -> InstanceHeader:
     """Parse `path` (a Part 10 file) and check it can be stored; raise RejectedObject if not."""
+    checked: dict[str, str] = {}
     try:
         with _warnings_filter_lock, warnings.catch_warnings():
             # pydicom warns, rather than fails, on a missing sequence delimiter at end of file.
@@ -223,6 +238,7 @@ def header_read(
                 "series_instance_uid": _uid_as_sent(ds, "SeriesInstanceUID"),
             }
             _uids_check(header_values, transfer_syntax=transfer_syntax)
+            checked = header_values
             has_pixels = any(
                 keyword in ds for keyword in ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
             )
@@ -248,8 +264,8 @@ def header_read(
                 slice_thickness=_float(ds, "SliceThickness"),
                 contrast_agent=_text(ds, "ContrastBolusAgent")[:64],
             )
-    except RejectedObject:
-        raise
+    except RejectedObject as refusal:
+        raise _naming(refusal, checked) from None
     except (
         InvalidDicomError,
         EOFError,
@@ -261,29 +277,44 @@ def header_read(
         AttributeError,
         NotImplementedError,
     ) as exc:
-        raise RejectedObject(
-            status.CANNOT_UNDERSTAND, f"cannot parse DICOM: {type(exc).__name__}: {exc}"[:500]
+        raise _naming(
+            RejectedObject(
+                status.CANNOT_UNDERSTAND, f"cannot parse DICOM: {type(exc).__name__}: {exc}"[:500]
+            ),
+            checked,
         ) from exc
     except Exception as exc:  # zlib.error for a broken deflated stream, struct.error, ...
-        raise RejectedObject(
-            status.CANNOT_UNDERSTAND, f"cannot parse DICOM: {type(exc).__name__}: {exc}"[:500]
+        raise _naming(
+            RejectedObject(
+                status.CANNOT_UNDERSTAND, f"cannot parse DICOM: {type(exc).__name__}: {exc}"[:500]
+            ),
+            checked,
         ) from exc
 
     if expected_sop_class_uid and header.sop_class_uid != expected_sop_class_uid:
-        raise RejectedObject(
-            status.DATASET_DOES_NOT_MATCH_SOP_CLASS,
-            f"dataset SOP class {header.sop_class_uid} does not match the negotiated "
-            f"{expected_sop_class_uid}",
+        raise _naming(
+            RejectedObject(
+                status.DATASET_DOES_NOT_MATCH_SOP_CLASS,
+                f"dataset SOP class {header.sop_class_uid} does not match the negotiated "
+                f"{expected_sop_class_uid}",
+            ),
+            checked,
         )
     if expected_sop_instance_uid and header.sop_instance_uid != expected_sop_instance_uid:
-        raise RejectedObject(
-            status.DATASET_DOES_NOT_MATCH_SOP_CLASS,
-            "dataset SOP instance UID differs from the one in the C-STORE request",
+        raise _naming(
+            RejectedObject(
+                status.DATASET_DOES_NOT_MATCH_SOP_CLASS,
+                "dataset SOP instance UID differs from the one in the C-STORE request",
+            ),
+            checked,
         )
     if header.sop_class_uid in IMAGE_SOP_CLASSES and not has_pixels:
-        raise RejectedObject(
-            status.DATASET_DOES_NOT_MATCH_SOP_CLASS,
-            "image storage SOP class without pixel data",
+        raise _naming(
+            RejectedObject(
+                status.DATASET_DOES_NOT_MATCH_SOP_CLASS,
+                "image storage SOP class without pixel data",
+            ),
+            checked,
         )
     return header
 

@@ -190,6 +190,7 @@ def application_entity(*, ae_title: str, allowed_calling_aes: Sequence[str]) -> 
     for sop_class_uid in STORAGE_SOP_CLASSES.values():
         ae.add_supported_context(sop_class_uid, TRANSFER_SYNTAXES)
     ae.add_supported_context(Verification)
+    ae.require_called_aet = True  # an association addressed to another AE title is refused
     if allowed_calling_aes:
         ae.require_calling_aet = list(allowed_calling_aes)
     return ae

@@ -67,6 +67,8 @@ def instance_ingest(
             raise RejectedObject(
                 status.DATASET_DOES_NOT_MATCH_SOP_CLASS,
                 "instance belongs to another study than the one in the request URL",
+                sop_class_uid=header.sop_class_uid,
+                sop_instance_uid=header.sop_instance_uid,
             )
     except RejectedObject as refusal:
         return _quarantine(
@@ -76,7 +78,8 @@ def instance_ingest(
             peer_address=peer_address,
             status_code=refusal.status_code,
             reason=refusal.reason,
-            sop_instance_uid=expected_sop_instance_uid or "",
+            sop_instance_uid=refusal.sop_instance_uid or expected_sop_instance_uid or "",
+            sop_class_uid=refusal.sop_class_uid,
         )
 
     try:
@@ -94,6 +97,7 @@ def instance_ingest(
             status_code=status.CANNOT_UNDERSTAND,
             reason=str(unsafe),
             sop_instance_uid=header.sop_instance_uid,
+            sop_class_uid=header.sop_class_uid,
         )
     try:
         study_id = _instance_register(
@@ -114,6 +118,7 @@ def instance_ingest(
             status_code=status.CANNOT_UNDERSTAND,
             reason=str(conflict),
             sop_instance_uid=header.sop_instance_uid,
+            sop_class_uid=header.sop_class_uid,
         )
     if study_id is None:
         storage.staged_file_discard(staged_path)
@@ -453,6 +458,7 @@ def _quarantine(
     status_code: int,
     reason: str,
     sop_instance_uid: str,
+    sop_class_uid: str = "",
 ) -> IngestResult:
     size = staged_path.stat().st_size
     relative = storage.staged_file_quarantine(staged_path)
@@ -476,4 +482,9 @@ def _quarantine(
         calling_ae_title,
         status_code,
     )
-    return IngestResult(status=status_code, sop_instance_uid=sop_instance_uid, reason=reason)
+    return IngestResult(
+        status=status_code,
+        sop_class_uid=sop_class_uid if uid_is_valid(sop_class_uid) else "",
+        sop_instance_uid=sop_instance_uid,
+        reason=reason,
+    )
