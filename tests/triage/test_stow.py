@@ -107,6 +107,29 @@ def test_a_failure_entry_names_the_instance_when_its_uids_parsed(client, token, 
     assert QuarantinedObject.objects.get().sop_instance_uid == sent.SOPInstanceUID
 
 
+def test_a_signed_in_administrator_stores_with_a_session_and_its_csrf_token(users, study_files):
+    from django.test import Client
+
+    browser = Client(enforce_csrf_checks=True)
+    browser.force_login(users.administrator)
+    browser.get("/accounts/login/")  # any page sets the CSRF cookie
+    body = multipart([study_files[0].read_bytes()])
+
+    without_token = browser.generic("POST", "/dicomweb/studies", body, content_type=CONTENT_TYPE)
+    with_token = browser.generic(
+        "POST",
+        "/dicomweb/studies",
+        body,
+        content_type=CONTENT_TYPE,
+        HTTP_X_CSRFTOKEN=browser.cookies["csrftoken"].value,
+    )
+
+    assert without_token.status_code == 403
+    assert "CSRF" in without_token.json()["detail"]
+    assert with_token.status_code == 200, with_token.content
+    assert Instance.objects.count() == 1
+
+
 def test_resent_instances_are_stored_once(client, token, study_files):
     body = multipart([path.read_bytes() for path in study_files])
     assert post(client, body, token=token).status_code == 200
