@@ -27,6 +27,16 @@ def signin_failures_recent(*, username: str) -> int:
     ).count()
 
 
+def _signin_audit(action: str, *, username: str, address: str | None) -> None:
+    audit_record(
+        action=action,
+        actor_id=None,
+        channel="page",
+        remote_addr=address,
+        detail={"username": username},
+    )
+
+
 class _Throttled:
     """Mixed into Django's sign-in forms: refuse a locked account, audit each failure."""
 
@@ -39,13 +49,7 @@ class _Throttled:
         if username and signin_failures_recent(username=username) >= (
             settings.LOGIN_FAILURES_ALLOWED
         ):
-            audit_record(
-                action=REFUSED_LOCKED,
-                actor_id=None,
-                channel="page",
-                remote_addr=address,
-                detail={"username": username},
-            )
+            _signin_audit(REFUSED_LOCKED, username=username, address=address)
             raise ValidationError(
                 "Too many failed sign-ins for this account: try again in "
                 f"{settings.LOGIN_LOCKOUT_MINUTES} minutes, or ask an administrator.",
@@ -54,13 +58,7 @@ class _Throttled:
         try:
             return super().clean()  # type: ignore[misc, no-any-return]
         except ValidationError:
-            audit_record(
-                action=FAILED,
-                actor_id=None,
-                channel="page",
-                remote_addr=address,
-                detail={"username": username},
-            )
+            _signin_audit(FAILED, username=username, address=address)
             raise
 
 

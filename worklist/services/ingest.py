@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import NamedTuple
 
@@ -57,6 +58,13 @@ def instance_ingest(
     The staged file has already been fsynced; it is consumed (stored, quarantined or discarded).
     Never raises for bad input: refusals are quarantined and answered with a failure status.
     """
+    refuse = partial(
+        _quarantine,
+        staged_path=staged_path,
+        source=source,
+        calling_ae_title=calling_ae_title,
+        peer_address=peer_address,
+    )
     try:
         header = header_read(
             staged_path,
@@ -71,11 +79,7 @@ def instance_ingest(
                 sop_instance_uid=header.sop_instance_uid,
             )
     except RejectedObject as refusal:
-        return _quarantine(
-            staged_path=staged_path,
-            source=source,
-            calling_ae_title=calling_ae_title,
-            peer_address=peer_address,
+        return refuse(
             status_code=refusal.status_code,
             reason=refusal.reason,
             sop_instance_uid=refusal.sop_instance_uid or expected_sop_instance_uid or "",
@@ -89,11 +93,7 @@ def instance_ingest(
             sop_uid=header.sop_instance_uid,
         )
     except storage.UnsafeStoragePath as unsafe:
-        return _quarantine(
-            staged_path=staged_path,
-            source=source,
-            calling_ae_title=calling_ae_title,
-            peer_address=peer_address,
+        return refuse(
             status_code=status.CANNOT_UNDERSTAND,
             reason=str(unsafe),
             sop_instance_uid=header.sop_instance_uid,
@@ -110,11 +110,7 @@ def instance_ingest(
             received_at=timezone.now(),
         )
     except PatientConflict as conflict:
-        return _quarantine(
-            staged_path=staged_path,
-            source=source,
-            calling_ae_title=calling_ae_title,
-            peer_address=peer_address,
+        return refuse(
             status_code=status.CANNOT_UNDERSTAND,
             reason=str(conflict),
             sop_instance_uid=header.sop_instance_uid,
