@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import uuid
+from functools import lru_cache
 from pathlib import Path
 
 from django.conf import settings
@@ -19,13 +20,18 @@ def storage_root() -> Path:
     return Path(settings.DICOM_STORAGE_DIR)
 
 
+@lru_cache(maxsize=4)
+def _root_resolved(root: str) -> Path:
+    return Path(root).resolve()
+
+
 def storage_path(relative_path: str) -> Path:
     """The absolute path of a file under the storage root, the only way one is built.
 
     Refuses (UnsafeStoragePath) an absolute path, or one that resolves (`..`, symbolic links)
     anywhere but strictly under the root: defence in depth behind the UID check.
     """
-    root = storage_root().resolve()
+    root = _root_resolved(str(settings.DICOM_STORAGE_DIR))
     candidate = Path(relative_path)
     if candidate.is_absolute():
         raise UnsafeStoragePath("storage path is absolute")
@@ -81,9 +87,8 @@ def instance_relative_path(*, study_uid: str, series_uid: str, sop_uid: str) -> 
     never built from anything else)."""
     if not all(uid_is_valid(uid) for uid in (study_uid, series_uid, sop_uid)):
         raise UnsafeStoragePath("instance path from a value that is not a UID")
-    relative = f"studies/{study_uid}/{series_uid}/{sop_uid}.dcm"
-    storage_path(relative)
-    return relative
+    # Resolved under the root when the file is written (staged_file_commit), once.
+    return f"studies/{study_uid}/{series_uid}/{sop_uid}.dcm"
 
 
 def result_relative_path(*, study_uid: str, run_id: int, suffix: str) -> str:

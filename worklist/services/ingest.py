@@ -109,10 +109,10 @@ def instance_ingest(
             calling_ae_title=calling_ae_title,
             received_at=timezone.now(),
         )
-    except PatientConflict as conflict:
+    except (PatientConflict, storage.UnsafeStoragePath) as refused:
         return refuse(
             status_code=status.CANNOT_UNDERSTAND,
-            reason=str(conflict),
+            reason=str(refused),
             sop_instance_uid=header.sop_instance_uid,
             sop_class_uid=header.sop_class_uid,
         )
