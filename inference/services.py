@@ -157,7 +157,13 @@ def inference_runs_redeliver_due(*, now: datetime | None = None) -> list[int]:
         candidates = (
             InferenceRun.objects.select_for_update(skip_locked=True)
             .filter(state=InferenceRun.State.QUEUED, current=True)
-            .filter(Q(lease_until__isnull=True) | Q(lease_until__lt=now))
+            # Only rows that may be due are locked (a live worker's lease UPDATE never waits
+            # on a backlog it is working through): lease run out, or never taken and sent at
+            # least the shortest wait ago.
+            .filter(
+                Q(lease_until__lt=now)
+                | Q(lease_until__isnull=True, queued_at__lt=now - timedelta(seconds=base))
+            )
             .order_by("queued_at")[:200]
         )
         for run in candidates:
