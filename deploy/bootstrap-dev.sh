@@ -6,7 +6,8 @@ cd "$(dirname "$0")/.."
 
 want_debian=(dcmtk)
 if [ "${1:-}" = "--test" ]; then
-  want_debian+=(chromium)
+  # Orthanc (+ its DICOMweb plugin) is the PACS in the tests; dciodvfy checks every object we write.
+  want_debian+=(chromium orthanc orthanc-dicomweb dicom3tools)
 fi
 
 missing=()

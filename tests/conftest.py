@@ -32,7 +32,7 @@ CELERY_WORKER_COMMAND = [
     "triage.config",
     "worker",
     "-Q",
-    "default,inference",
+    "default,inference,outbound",
     "-P",
     "solo",
     "--without-gossip",

@@ -1,10 +1,18 @@
 from typing import Any
 
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.db.models import Count, Max, Q, QuerySet
 from django.http import HttpRequest, HttpResponse
 
-from triage.audit import audit_study_view
-from triage.models import AlertDelivery, AlertDigest, AuditEvent
+from triage.audit import audit_record, audit_study_view
+from triage.models import (
+    AlertDelivery,
+    AlertDigest,
+    AuditEvent,
+    OutboundDestination,
+    OutboundMessage,
+)
+from triage.outbound.services import outbound_message_resend
 from worklist.models import Study
 
 
@@ -52,3 +60,88 @@ class StudyAdmin(admin.ModelAdmin):
         if object_id.isdigit():
             audit_study_view(request=request, study_id=int(object_id), channel="admin")
         return super().change_view(request, object_id, form_url, extra_context)
+
+
+@admin.register(OutboundDestination)
+class OutboundDestinationAdmin(admin.ModelAdmin):
+    """Where results go, with each destination's health: when it last took a message, how many
+    wait, how many failed and why the latest did."""
+
+    list_display = [
+        "name", "kind", "active", "last_delivered", "waiting", "failed", "latest_problem",
+    ]  # fmt: skip
+    list_filter = ["kind", "active"]
+    readonly_fields = ["from_environment"]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[OutboundDestination]:
+        State = OutboundMessage.State
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(
+                last_success=Max("messages__delivered_at"),
+                waiting_count=Count("messages", filter=Q(messages__state=State.WAITING)),
+                failed_count=Count("messages", filter=Q(messages__state=State.FAILED)),
+            )
+        )
+
+    @admin.display(description="last delivered", ordering="last_success")
+    def last_delivered(self, obj: Any) -> Any:
+        return obj.last_success or "never"
+
+    @admin.display(description="waiting", ordering="waiting_count")
+    def waiting(self, obj: Any) -> int:
+        return int(obj.waiting_count)
+
+    @admin.display(description="failed", ordering="failed_count")
+    def failed(self, obj: Any) -> int:
+        return int(obj.failed_count)
+
+    @admin.display(description="latest problem")
+    def latest_problem(self, obj: OutboundDestination) -> str:
+        latest = (
+            obj.messages.exclude(last_error="").order_by("-last_attempt_at").only("last_error")
+        ).first()
+        return latest.last_error if latest is not None else ""
+
+    def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
+        super().save_model(request, obj, form, change)
+        audit_record(
+            action="outbound.destination_change" if change else "outbound.destination_add",
+            actor_id=request.user.pk,
+            channel="admin",
+            remote_addr=request.META.get("REMOTE_ADDR"),
+            detail={"destination": obj.pk, "changed": list(form.changed_data)},
+        )
+
+    def delete_model(self, request: HttpRequest, obj: Any) -> None:
+        audit_record(
+            action="outbound.destination_delete",
+            actor_id=request.user.pk,
+            channel="admin",
+            remote_addr=request.META.get("REMOTE_ADDR"),
+            detail={"destination": obj.pk, "name": obj.name},
+        )
+        super().delete_model(request, obj)
+
+
+@admin.register(OutboundMessage)
+class OutboundMessageAdmin(ReadOnlyAdmin):
+    list_display = [
+        "id", "destination", "kind", "result_status", "state", "attempts", "created_at",
+        "delivered_at", "last_error",
+    ]  # fmt: skip
+    list_filter = ["state", "kind", "destination"]
+    actions = ["send_again"]
+
+    @admin.action(description="Send the selected messages again now")
+    def send_again(self, request: HttpRequest, queryset: QuerySet[OutboundMessage]) -> None:
+        sent = sum(
+            outbound_message_resend(
+                message_id=message_id,
+                actor_id=request.user.pk,
+                remote_addr=request.META.get("REMOTE_ADDR", ""),
+            )
+            for message_id in queryset.values_list("pk", flat=True)
+        )
+        self.message_user(request, f"{sent} message(s) queued to send again.", messages.SUCCESS)

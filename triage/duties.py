@@ -1,6 +1,7 @@
 """The periodic duties, in one place: studies become ready as their quiet period passes,
 triage and inference tasks whose worker died (or whose message was lost) are sent again,
-unacknowledged alerts escalate, and the rate cap's due digests go out.
+unacknowledged alerts escalate, the rate cap's due digests go out, and outbound messages due
+a retry are sent again (the environment's destinations are seeded on the first round).
 
 All are database-driven and idempotent, so running them twice is harmless. Production
 schedules them with Celery beat (`triage.tasks.periodic_duties`); the demo and
@@ -19,6 +20,7 @@ from inference.services import inference_runs_redeliver_due
 from triage.alerts import alerts_escalate_due
 from triage.arrivals import studies_ready_sweep, studies_triage_resend_due
 from triage.deliveries import alert_digests_send_due
+from triage.outbound.services import destinations_seed, outbound_messages_send_due
 
 logger = logging.getLogger(__name__)
 
@@ -30,8 +32,15 @@ class DutiesDone:
     alerts_escalated: int
 
 
+_seeded = threading.Event()
+
+
 def periodic_duties_run() -> DutiesDone:
-    from triage.tasks import inference_run
+    from triage.tasks import inference_run, outbound_send
+
+    if not _seeded.is_set():
+        destinations_seed()
+        _seeded.set()
 
     ready = studies_ready_sweep()
     studies_triage_resend_due()
@@ -40,6 +49,8 @@ def periodic_duties_run() -> DutiesDone:
         inference_run.delay(run_id)
     escalated = alerts_escalate_due()
     alert_digests_send_due()
+    for message_id in outbound_messages_send_due():
+        outbound_send.delay(message_id)
     return DutiesDone(
         studies_ready=len(ready), runs_sent_again=len(stranded), alerts_escalated=len(escalated)
     )

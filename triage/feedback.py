@@ -12,6 +12,7 @@ from triage.alerts import alert_resolve
 from triage.audit import audit_record
 from triage.findings import FINDINGS
 from triage.models import Alert, Feedback
+from triage.outbound.services import outbound_corrections_enqueue
 from triage.roles import Role, user_has_role
 from worklist.models import Study
 
@@ -71,6 +72,8 @@ def feedback_record(
             study_id=study_id,
             detail={"finding": finding, "reason": feedback.reason},
         )
+        if verdict == Feedback.Verdict.FALSE_POSITIVE:
+            outbound_corrections_enqueue(study_id=study_id, finding=finding)
         alert = Alert.objects.filter(
             study_id=study_id,
             finding=finding,

@@ -279,3 +279,84 @@ class TriageDispatch(models.Model):
 
     def __str__(self) -> str:
         return f"Triage of study #{self.study_id}, sent {self.sends}x"
+
+
+class OutboundDestination(models.Model):
+    """A system the results are sent to: a PACS (DICOM C-STORE or DICOMweb STOW-RS) or a RIS /
+    interface engine (HL7 v2 over MLLP). Configured by an administrator; the environment seeds
+    them (OUTBOUND_DICOM, OUTBOUND_STOW, OUTBOUND_HL7)."""
+
+    class Kind(models.TextChoices):
+        DICOM = "dicom", "DICOM C-STORE"
+        STOW = "stow", "DICOMweb STOW-RS"
+        HL7 = "hl7", "HL7 v2 ORU over MLLP"
+
+    name = models.CharField(max_length=64, unique=True)
+    kind = models.CharField(max_length=8, choices=Kind.choices)
+    ae_title = models.CharField(max_length=16, blank=True, help_text="DICOM: the called AE")
+    host = models.CharField(max_length=255, blank=True)
+    port = models.PositiveIntegerField(null=True, blank=True)
+    url = models.URLField(blank=True, help_text="STOW-RS: the DICOMweb base URL")
+    token = models.CharField(max_length=512, blank=True, help_text="STOW-RS: bearer token")
+    findings = models.JSONField(default=list, blank=True, help_text="empty: every finding")
+    send_unflagged = models.BooleanField(
+        default=False, help_text="also send results the AI did not flag (SR and ORU, no preview)"
+    )
+    active = models.BooleanField(default=True)
+    from_environment = models.BooleanField(default=False, editable=False)
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.get_kind_display()})"
+
+
+class OutboundMessage(models.Model):
+    """One object or message for one destination, written in the transaction of the result
+    that causes it and sent after commit until the peer acknowledges it (DESIGN.md, 9)."""
+
+    class Kind(models.TextChoices):
+        SC = "sc", "DICOM Secondary Capture preview"
+        SR = "sr", "DICOM Structured Report (TID 1500)"
+        ORU = "oru", "HL7 ORU^R01"
+
+    class Status(models.TextChoices):
+        PRELIMINARY = "P", "preliminary (AI)"
+        CORRECTED = "C", "corrected (dismissed by a radiologist)"
+
+    class State(models.TextChoices):
+        WAITING = "waiting"
+        DELIVERED = "delivered"
+        FAILED = "failed"
+
+    destination = models.ForeignKey(
+        OutboundDestination, on_delete=models.PROTECT, related_name="messages"
+    )
+    kind = models.CharField(max_length=8, choices=Kind.choices)
+    result_status = models.CharField(max_length=1, choices=Status.choices)
+    run = models.ForeignKey("inference.InferenceRun", on_delete=models.CASCADE, related_name="+")
+    study = models.ForeignKey("worklist.Study", on_delete=models.CASCADE, related_name="+")
+    state = models.CharField(max_length=16, choices=State.choices, default=State.WAITING)
+    created_at = models.DateTimeField()
+    next_attempt_at = models.DateTimeField()
+    lease_until = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+    last_attempt_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.CharField(max_length=512, blank=True)
+    reference = models.CharField(
+        max_length=64, blank=True, help_text="the SOP Instance UID or HL7 control id sent"
+    )
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["destination", "run", "kind", "result_status"],
+                name="outbound_once_per_result",
+            )
+        ]
+        indexes = [
+            models.Index(fields=["state", "next_attempt_at"], name="outbound_due_idx"),
+            models.Index(fields=["destination", "state"], name="outbound_destination_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Outbound #{self.pk} {self.kind}/{self.result_status} to {self.destination_id}"

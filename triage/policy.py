@@ -2,8 +2,9 @@
 
 A recorded run's score is compared with the finding's threshold (read through the one
 selector, at every result); the study's AI state follows its current runs; a flag brings the
-read-by deadline forward (through the ranking service) and raises the finding's alert. Runs in
-the caller's transaction, so the run, the state, the deadline and the alert commit together.
+read-by deadline forward (through the ranking service) and raises the finding's alert; the
+result's outbound messages are written. Runs in the caller's transaction, so the run, the
+state, the deadline, the alert and the outbox commit together.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from inference.models import InferenceRun
 from inference.registry import registry_current
 from triage import broadcast
 from triage.alerts import alert_raise
+from triage.outbound.services import outbound_results_enqueue
 from triage.thresholds import threshold_for
 from worklist.models import Study, WorklistItem
 from worklist.ranking import worklist_item_rank
@@ -27,6 +29,7 @@ def run_result_apply(*, run: InferenceRun) -> None:
         run.threshold = threshold_for(card=card, study=study)
         run.flagged = run.score >= run.threshold
         run.save(update_fields=["threshold", "flagged"])
+        outbound_results_enqueue(run=run)  # the SC, SR and ORU it causes, in this transaction
     study_findings_apply(study=study)
 
 

@@ -9,6 +9,7 @@ from celery import Task, shared_task
 from django.db import InterfaceError, OperationalError
 
 from triage.duties import periodic_duties_run
+from triage.outbound.services import outbound_message_send
 from triage.workflow import inference_run_give_up, inference_run_triage, study_triage_run
 
 TRANSIENT = (OperationalError, InterfaceError, ConnectionError, TimeoutError)
@@ -52,3 +53,15 @@ class InferenceRunTask(Task):  # type: ignore[type-arg]
 )
 def inference_run(run_id: int) -> None:
     inference_run_triage(run_id=run_id)
+
+
+@shared_task(
+    name="triage.tasks.outbound_send",  # routed to the `outbound` queue (settings)
+    acks_late=True,
+    reject_on_worker_lost=True,
+    ignore_result=True,
+)
+def outbound_send(message_id: int) -> None:
+    # Retries are the outbox's (next_attempt_at, sent again by the periodic duties), not Celery's:
+    # they survive a lost task message and a broker restart.
+    outbound_message_send(message_id=message_id)

@@ -180,7 +180,10 @@ CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TASK_DEFAULT_QUEUE = "default"
-CELERY_TASK_ROUTES = {"triage.tasks.inference_run": {"queue": "inference"}}
+CELERY_TASK_ROUTES = {
+    "triage.tasks.inference_run": {"queue": "inference"},
+    "triage.tasks.outbound_send": {"queue": "outbound"},
+}
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": CELERY_LONGEST_TASK_SECONDS * 3}
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TIMEZONE = "UTC"
@@ -241,6 +244,23 @@ WORKLIST_LOCATION_BY_AE = _env_mapping("WORKLIST_LOCATION_BY_AE")
 PACS_VIEWER_URL_TEMPLATE = os.environ.get(
     "PACS_VIEWER_URL_TEMPLATE", "http://pacs.invalid/viewer?StudyInstanceUID={study_instance_uid}"
 )
+
+# Results out (triage/outbound): destinations seeded from the environment; an administrator
+# adds and tunes more in the admin. DICOM: AE@HOST:PORT, STOW: base URL, HL7: HOST:PORT.
+OUTBOUND_DICOM = _env_list("OUTBOUND_DICOM")
+OUTBOUND_STOW = _env_list("OUTBOUND_STOW")
+OUTBOUND_STOW_TOKEN = os.environ.get("OUTBOUND_STOW_TOKEN", "")
+OUTBOUND_HL7 = _env_list("OUTBOUND_HL7")
+OUTBOUND_CALLING_AE_TITLE = os.environ.get("OUTBOUND_CALLING_AE_TITLE", "TRIAGE")
+OUTBOUND_RECEIVING_APPLICATION = os.environ.get("OUTBOUND_RECEIVING_APPLICATION", "RIS")
+# A message not delivered waits these seconds, then twice as long each time up to the maximum; a
+# worker holds it for the lease while it sends (one that dies leaves it to be sent again).
+OUTBOUND_RETRY_SECONDS = float(os.environ.get("OUTBOUND_RETRY_SECONDS", "5"))
+OUTBOUND_RETRY_MAX_SECONDS = float(os.environ.get("OUTBOUND_RETRY_MAX_SECONDS", "300"))
+OUTBOUND_LEASE_SECONDS = float(os.environ.get("OUTBOUND_LEASE_SECONDS", "30"))
+# How long a peer may take to answer (C-STORE response, HTTP response, HL7 ACK): keep it under
+# the lease, or a slow peer is sent the same message twice (harmless, but noisy).
+OUTBOUND_ANSWER_SECONDS = float(os.environ.get("OUTBOUND_ANSWER_SECONDS", "10"))
 
 LOGGING = {
     "version": 1,

@@ -141,7 +141,7 @@ class Command(BaseCommand):
 
         worker = app.Worker(
             pool="solo",
-            queues=["default", "inference"],
+            queues=["default", "inference", "outbound"],
             loglevel="INFO",
             without_heartbeat=True,
             without_mingle=True,
