@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -122,13 +121,3 @@ class Hl7Peer:
         if not self.record.exists():
             return []
         return [json.loads(line) for line in self.record.read_text().splitlines() if line]
-
-
-def wait_for(predicate: Any, *, timeout: float = 60, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")

@@ -1,7 +1,7 @@
 from typing import Any
 
 from django.contrib import admin, messages
-from django.db.models import Count, Max, Q, QuerySet
+from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 
 from triage.audit import audit_record, audit_study_view
@@ -12,6 +12,7 @@ from triage.models import (
     OutboundDestination,
     OutboundMessage,
 )
+from triage.outbound.selectors import destination_latest_problem, destinations_health
 from triage.outbound.services import outbound_message_resend
 from worklist.models import Study
 
@@ -74,16 +75,7 @@ class OutboundDestinationAdmin(admin.ModelAdmin):
     readonly_fields = ["from_environment"]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[OutboundDestination]:
-        State = OutboundMessage.State
-        return (
-            super()
-            .get_queryset(request)
-            .annotate(
-                last_success=Max("messages__delivered_at"),
-                waiting_count=Count("messages", filter=Q(messages__state=State.WAITING)),
-                failed_count=Count("messages", filter=Q(messages__state=State.FAILED)),
-            )
-        )
+        return destinations_health()
 
     @admin.display(description="last delivered", ordering="last_success")
     def last_delivered(self, obj: Any) -> Any:
@@ -99,10 +91,7 @@ class OutboundDestinationAdmin(admin.ModelAdmin):
 
     @admin.display(description="latest problem")
     def latest_problem(self, obj: OutboundDestination) -> str:
-        latest = (
-            obj.messages.exclude(last_error="").order_by("-last_attempt_at").only("last_error")
-        ).first()
-        return latest.last_error if latest is not None else ""
+        return destination_latest_problem(obj)
 
     def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
         super().save_model(request, obj, form, change)

@@ -281,6 +281,7 @@ LOGGING = {
         "pynetdicom": {"level": "WARNING"},
         # Its UID checks on received DIMSE commands log the sender's value as it came.
         "pynetdicom.utils": {"level": "ERROR"},
+        "highdicom": {"level": "WARNING"},  # one INFO line per module copied
     },
 }
 

@@ -6,6 +6,7 @@ from drf_spectacular.views import SpectacularAPIView
 from triage import admin_views
 from triage import api as alert_api
 from triage import views as alert_views
+from triage.outbound.pages import outbound_page
 from triage.signin import ThrottledAdminAuthenticationForm, ThrottledAuthenticationForm
 from triage.urls import api_urls, dicomweb_urls, page_urls
 
@@ -39,6 +40,7 @@ urlpatterns = [
     ),
     path("manage/thresholds/", admin_views.thresholds_page, name="admin-thresholds"),
     path("manage/analytics/", admin_views.analytics_page, name="admin-analytics"),
+    path("manage/outbound/", outbound_page, name="admin-outbound"),
     path(
         "api/studies/<int:study_id>/feedback/",
         alert_api.FeedbackView.as_view(),

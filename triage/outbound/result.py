@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
-
-from pydicom.uid import generate_uid
 
 # SNOMED CT codes for the findings, the answers, and a private scheme for the product's own
 # concepts (a "99" designator is reserved for local codes by DICOM PS3.16 and HL7 table 0396).
@@ -46,18 +45,18 @@ class ResultFacts:
         return f"{identity} ({DEMONSTRATION_NOTICE})" if self.demonstration else identity
 
     def uid(self, purpose: str) -> str:
-        """A UID derived from the result alone: a re-send replaces, never duplicates."""
-        return str(
-            generate_uid(
-                prefix=None,
-                entropy_srcs=[
-                    "ed-triage-result",
-                    self.study_instance_uid,
-                    self.model_name,
-                    self.model_version,
-                    self.series_set,
-                    self.finding,
-                    purpose,
-                ],
-            )
+        """A UID derived from the result alone: a re-send replaces, never duplicates. A name-
+        based (v5) UUID as a 2.25 UID (PS3.5 B.2); pydicom's generate_uid ignores its entropy
+        sources without a prefix, and this product has no registered root."""
+        name = "|".join(
+            [
+                "ed-triage-result",
+                self.study_instance_uid,
+                self.model_name,
+                self.model_version,
+                self.series_set,
+                self.finding,
+                purpose,
+            ]
         )
+        return f"2.25.{uuid.uuid5(uuid.NAMESPACE_OID, name).int}"
