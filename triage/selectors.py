@@ -8,7 +8,7 @@ from django.db.models import Count, Prefetch, QuerySet
 
 from inference.models import InferenceRun
 from triage.models import ValidationRun
-from worklist.models import Study, WorklistItem
+from worklist.models import Order, Study, WorklistItem
 
 
 def _current_runs(lookup: str) -> Prefetch:  # type: ignore[type-arg]
@@ -17,6 +17,13 @@ def _current_runs(lookup: str) -> Prefetch:  # type: ignore[type-arg]
         lookup,
         queryset=InferenceRun.objects.filter(current=True).order_by("finding", "model_name"),
         to_attr="current_runs",
+    )
+
+
+def orders_awaiting_images() -> QuerySet[Order]:
+    """Orders the RIS sent whose images have not arrived: what the reading room has coming."""
+    return Order.objects.filter(study__isnull=True, status=Order.Status.ORDERED).order_by(
+        "ordered_at", "id"
     )
 
 

@@ -13,6 +13,7 @@ page_urls = [
 
 api_urls = [
     path("worklist/", api.WorklistView.as_view(), name="api-worklist"),
+    path("worklist/awaiting-images/", api.AwaitingImagesView.as_view(), name="api-awaiting"),
     path("worklist/<int:item_id>/claim/", api.ClaimView.as_view(), name="api-claim"),
     path("worklist/<int:item_id>/release/", api.ReleaseView.as_view(), name="api-release"),
     path("worklist/<int:item_id>/read/", api.MarkReadView.as_view(), name="api-read"),

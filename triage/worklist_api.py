@@ -24,7 +24,7 @@ from triage.reading import (
 from triage.roles import Role, acting_user_id, roles_permission
 from triage.serializers import StudyDetailSerializer, WorklistItemSerializer
 from worklist import storage
-from worklist.models import QuarantinedObject, Study, WorklistItem
+from worklist.models import Order, QuarantinedObject, Study, WorklistItem
 
 IsRadiologist = roles_permission(Role.RADIOLOGIST, message="This requires the radiologist role.")
 
@@ -77,6 +77,23 @@ class WorklistView(generics.ListAPIView):
             modality=params.get("modality"),
             emergency=_optional_bool(location),
         )
+
+
+class AwaitingOrderSerializer(serializers.ModelSerializer):  # type: ignore[type-arg]
+    class Meta:
+        model = Order
+        fields = ["accession_number", "procedure", "priority", "patient_location", "reason",
+                  "ordered_at"]  # fmt: skip
+
+
+class AwaitingImagesView(generics.ListAPIView):  # type: ignore[type-arg]
+    """Orders from the RIS whose images have not arrived yet ("awaiting images")."""
+
+    serializer_class = AwaitingOrderSerializer
+    permission_classes = [CanSeeWorklist]
+
+    def get_queryset(self) -> Any:
+        return selectors.orders_awaiting_images()
 
 
 class StudyDetailView(APIView):

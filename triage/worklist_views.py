@@ -24,16 +24,25 @@ from triage.roles import Role, acting_user_id, role_required, user_has_role
 from triage.serializers import findings_of, viewer_url
 from worklist.models import Study, WorklistItem
 
+AWAITING_IMAGES = "awaiting_images"
+
 
 def _worklist_context(request: HttpRequest) -> dict[str, Any]:
     status_filter = request.GET.get("status") or None
-    if status_filter not in (None, *WorklistItem.Status.values):
+    if status_filter not in (None, AWAITING_IMAGES, *WorklistItem.Status.values):
         status_filter = None
-    items = list(selectors.worklist_items(status=status_filter)[:200])
+    awaiting_only = status_filter == AWAITING_IMAGES
+    items = [] if awaiting_only else list(selectors.worklist_items(status=status_filter)[:200])
     return {
         "rows": [{"item": item, "viewer_url": viewer_url(item.study)} for item in items],
+        "awaiting": (
+            list(selectors.orders_awaiting_images()[:200])
+            if status_filter in (None, AWAITING_IMAGES)
+            else []
+        ),
+        "awaiting_only": awaiting_only,
         "status_filter": status_filter or "",
-        "statuses": WorklistItem.Status.choices,
+        "statuses": [*WorklistItem.Status.choices, (AWAITING_IMAGES, "Awaiting images")],
         "can_read": user_has_role(request.user, Role.RADIOLOGIST),
     }
 

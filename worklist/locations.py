@@ -17,3 +17,10 @@ def location_within(location: str, prefix: str) -> bool:
 
 def location_within_any(location: str, prefixes: Iterable[str]) -> bool:
     return any(location_within(location, prefix) for prefix in prefixes)
+
+
+def location_is_emergency(location: str) -> bool:
+    """Is a patient at `location` in the emergency department (WORKLIST_ED_LOCATIONS)?"""
+    from django.conf import settings
+
+    return location_within_any(location, settings.WORKLIST_ED_LOCATIONS)

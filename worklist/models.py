@@ -13,6 +13,10 @@ class Patient(models.Model):
     name = models.CharField(max_length=324, blank=True)
     birth_date = models.CharField(max_length=8, blank=True)
     sex = models.CharField(max_length=16, blank=True)
+    # From the hospital's ADT feed (HL7): where the patient is now, which beats an image tag.
+    patient_class = models.CharField(max_length=8, blank=True, help_text="PV1-2: E, I, O...")
+    current_location = models.CharField(max_length=64, blank=True)
+    location_updated_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         constraints = [
@@ -152,3 +156,48 @@ class WorklistItem(models.Model):
 
     def __str__(self) -> str:
         return f"Worklist item #{self.pk} (study #{self.study_id})"
+
+
+class Order(models.Model):
+    """An imaging order from the RIS (HL7 ORM^O01 / OMI^O23), matched to its study by accession
+    number. Until images arrive it is on the worklist as "awaiting images"."""
+
+    class Status(models.TextChoices):
+        ORDERED = "ordered"
+        CANCELLED = "cancelled"
+
+    accession_number = models.CharField(max_length=64, unique=True)
+    patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="orders")
+    placer_order_number = models.CharField(max_length=64, blank=True)
+    procedure = models.CharField(max_length=128, blank=True)
+    priority = models.CharField(max_length=16, help_text="a WORKLIST_PRIORITY_TARGET_MINUTES key")
+    ordering_provider = models.CharField(max_length=128, blank=True)
+    reason = models.CharField(max_length=256, blank=True)
+    patient_location = models.CharField(max_length=64, blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.ORDERED)
+    ordered_at = models.DateTimeField()
+    updated_at = models.DateTimeField()
+    study = models.OneToOneField(
+        Study, null=True, blank=True, on_delete=models.SET_NULL, related_name="order"
+    )
+
+    class Meta:
+        indexes = [models.Index(fields=["study", "status"], name="order_awaiting_idx")]
+
+    def __str__(self) -> str:
+        return f"Order #{self.pk}"  # no accession or patient: this string ends up in logs
+
+
+class Hl7InboundMessage(models.Model):
+    """Every HL7 message the listener received, with the acknowledgement it was answered."""
+
+    received_at = models.DateTimeField(db_index=True)
+    peer = models.CharField(max_length=64)
+    message_type = models.CharField(max_length=16, blank=True)
+    control_id = models.CharField(max_length=64, blank=True)
+    ack_code = models.CharField(max_length=2)
+    reason = models.CharField(max_length=256, blank=True)
+    raw = models.TextField(help_text="PHI: shown to administrators only, never logged")
+
+    def __str__(self) -> str:
+        return f"HL7 #{self.pk} {self.message_type} {self.ack_code}"

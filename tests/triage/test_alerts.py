@@ -24,7 +24,7 @@ from triage.alerts import (
 )
 from triage.config.asgi import application
 from triage.models import Alert, AuditEvent, StaffProfile
-from worklist.services.ingest import location_is_emergency
+from worklist.locations import location_is_emergency
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

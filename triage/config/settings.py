@@ -261,6 +261,16 @@ OUTBOUND_LEASE_SECONDS = float(os.environ.get("OUTBOUND_LEASE_SECONDS", "30"))
 # How long a peer may take to answer (C-STORE response, HTTP response, HL7 ACK): keep it under
 # the lease, or a slow peer is sent the same message twice (harmless, but noisy).
 OUTBOUND_ANSWER_SECONDS = float(os.environ.get("OUTBOUND_ANSWER_SECONDS", "10"))
+# HL7 in (manage.py hl7_listener): the peers allowed to send (addresses; open only in the demo)
+# and how HL7 order priorities (OBR-27.6 / TQ1-9) map to the worklist's.
+HL7_ALLOWED_PEERS = _env_list("HL7_ALLOWED_PEERS")
+HL7_OPEN_ACCESS = EMBEDDED and not HL7_ALLOWED_PEERS
+HL7_PRIORITY_MAP = {
+    key.upper(): value.upper()
+    for key, value in _env_mapping(
+        "HL7_PRIORITY_MAP", "S=STAT,A=HIGH,T=HIGH,R=ROUTINE,P=ROUTINE,C=ROUTINE"
+    ).items()
+}
 
 LOGGING = {
     "version": 1,

@@ -22,8 +22,9 @@ from worklist import storage
 from worklist.dicom import status
 from worklist.dicom.header import InstanceHeader, RejectedObject, header_read
 from worklist.dicom.identifiers import uid_is_valid
-from worklist.locations import location_within_any
+from worklist.locations import location_is_emergency
 from worklist.models import Instance, Patient, QuarantinedObject, Series, Study
+from worklist.services.orders import order_context_for_new_study
 
 logger = logging.getLogger(__name__)
 
@@ -161,10 +162,6 @@ def order_priority_for(*, requested: str, calling_ae_title: str) -> str:
     if by_ae in known:
         return by_ae
     return settings.WORKLIST_DEFAULT_PRIORITY
-
-
-def location_is_emergency(location: str) -> bool:
-    return location_within_any(location, settings.WORKLIST_ED_LOCATIONS)
 
 
 # How far ahead of an instance's arrival the quiet period's anchor (Study.last_instance_at) is
@@ -421,10 +418,25 @@ def _study_create(*, header: InstanceHeader, calling_ae_title: str, at: datetime
         patient = Patient.objects.create(
             name=header.patient_name, birth_date=header.patient_birth_date, sex=header.patient_sex
         )
-    location = header.patient_location or settings.WORKLIST_LOCATION_BY_AE.get(
-        calling_ae_title.upper(), ""
+    # The hospital's systems know better than the image tags: the order's priority, and the
+    # patient's current location from the ADT feed (or the order's), when there are.
+    order = order_context_for_new_study(
+        accession_number=header.accession_number, patient_id=header.patient_id
     )
-    study, _ = Study.objects.get_or_create(
+    location = (
+        patient.current_location
+        or (order.patient_location if order is not None else "")
+        or header.patient_location
+        or settings.WORKLIST_LOCATION_BY_AE.get(calling_ae_title.upper(), "")
+    )
+    priority = (
+        order.priority
+        if order is not None
+        else order_priority_for(
+            requested=header.requested_priority, calling_ae_title=calling_ae_title
+        )
+    )
+    study, created = Study.objects.get_or_create(
         study_instance_uid=header.study_instance_uid,
         defaults={
             "patient": patient,
@@ -432,9 +444,7 @@ def _study_create(*, header: InstanceHeader, calling_ae_title: str, at: datetime
             "modality": header.modality,
             "body_part": header.body_part,
             "description": header.study_description,
-            "order_priority": order_priority_for(
-                requested=header.requested_priority, calling_ae_title=calling_ae_title
-            ),
+            "order_priority": priority,
             "patient_location": location,
             "is_emergency": location_is_emergency(location),
             "calling_ae_title": calling_ae_title,
@@ -442,6 +452,9 @@ def _study_create(*, header: InstanceHeader, calling_ae_title: str, at: datetime
             "last_instance_at": at,
         },
     )
+    if created and order is not None:
+        order.study = study
+        order.save(update_fields=["study"])
     return study
 
 
