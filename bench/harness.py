@@ -227,8 +227,8 @@ def start_processes(
     env: Mapping[str, str], work: Path, dicom_port: int, web_port: int
 ) -> Processes:
     """The product's stack, each with its log in `work`: our listener, the periodic duties, one
-    Celery worker (solo pool, queues default and inference) and one uvicorn process; returns
-    once the listener answers C-ECHO and uvicorn accepts connections."""
+    Celery worker (solo pool, queues default, inference and outbound) and one uvicorn process;
+    returns once the listener answers C-ECHO and uvicorn accepts connections."""
     full_env = {**os.environ, **env}
     python = sys.executable
     commands = {
@@ -236,7 +236,7 @@ def start_processes(
         # Celery beat's part: studies ready after the quiet period, redelivery, escalation.
         "duties": [python, str(MANAGE), "periodic_duties", "--interval", "1"],
         "worker": [
-            python, "-m", "celery", "-A", CELERY_APP, "worker", "-Q", "default,inference",
+            python, "-m", "celery", "-A", CELERY_APP, "worker", "-Q", "default,inference,outbound",
             "-P", "solo", "--without-gossip", "--without-mingle", "-l", "WARNING",
         ],
         "uvicorn": [

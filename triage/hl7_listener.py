@@ -1,12 +1,14 @@
 """The MLLP listener: python-hl7's asyncio streams, one task per connection, each message
 stored and applied in a worker thread (the ORM is synchronous) before its ACK is written.
 Peers not on HL7_ALLOWED_PEERS are closed at once; a broken or oversized frame is answered AR
-and the connection goes on; the listener survives everything a peer sends."""
+and skipped to its end, so the connection goes on; the listener survives everything a peer
+sends. The framing is read here (it is three bytes); python-hl7 parses and acknowledges."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import AsyncIterator
 
 import hl7.mllp
 from asgiref.sync import sync_to_async
@@ -45,6 +47,49 @@ def _refused_peer(peer: str) -> None:
     audit_record(action="hl7.peer_refused", actor_id=None, channel="hl7", remote_addr=peer or None)
 
 
+START, END = b"\x0b", b"\x1c\r"
+
+
+async def _frames(reader: asyncio.StreamReader) -> AsyncIterator[bytes | Answer]:
+    """The MLLP frames a peer sends, or the AR owed for what is not one: bytes before <VT>, or a
+    frame over MAX_MESSAGE_CHARS (skipped to its end, so the next frame is read intact)."""
+    buffer = bytearray()
+    skipping = False
+    while True:
+        chunk = await reader.read(65536)
+        if not chunk:
+            return
+        buffer += chunk
+        while True:
+            end = buffer.find(END)
+            if skipping:
+                if end < 0:
+                    del buffer[: max(0, len(buffer) - 1)]  # keep a possible half separator
+                    break
+                del buffer[: end + len(END)]
+                skipping = False
+                continue
+            if end < 0:
+                if len(buffer) > MAX_MESSAGE_CHARS + 1:
+                    yield Answer(code="AR", reason=f"message over {MAX_MESSAGE_CHARS} bytes")
+                    buffer.clear()
+                    skipping = True
+                break
+            frame = bytes(buffer[:end])
+            del buffer[: end + len(END)]
+            if not frame.startswith(START):
+                yield Answer(code="AR", reason="frame does not start with <VT>")
+            elif len(frame) > MAX_MESSAGE_CHARS + 1:
+                yield Answer(code="AR", reason=f"message over {MAX_MESSAGE_CHARS} bytes")
+            else:
+                yield frame[1:]
+
+
+async def _answer(writer: hl7.mllp.HL7StreamWriter, answer: Answer) -> None:
+    writer.writeblock(hl7_ack(answer=answer, message=None).encode("utf-8"))
+    await writer.drain()
+
+
 async def _connection(reader: hl7.mllp.HL7StreamReader, writer: hl7.mllp.HL7StreamWriter) -> None:
     peer = str((writer.get_extra_info("peername") or ("",))[0])
     if not peer_allowed(peer):
@@ -53,21 +98,9 @@ async def _connection(reader: hl7.mllp.HL7StreamReader, writer: hl7.mllp.HL7Stre
         writer.close()
         return
     try:
-        while True:
-            try:
-                block = await reader.readblock()
-            except asyncio.IncompleteReadError:
-                return  # the peer closed the connection
-            except (ValueError, hl7.mllp.InvalidBlockError) as exc:
-                reason = (
-                    f"message over {MAX_MESSAGE_CHARS} bytes"
-                    if isinstance(exc, ValueError)
-                    else "frame does not start with <VT>"
-                )
-                writer.writeblock(
-                    hl7_ack(answer=Answer(code="AR", reason=reason), message=None).encode()
-                )
-                await writer.drain()
+        async for block in _frames(reader):
+            if isinstance(block, Answer):
+                await _answer(writer, block)
                 continue
             raw = block.decode("utf-8", errors="replace")
             ack = await sync_to_async(_receive, thread_sensitive=False)(raw, peer)

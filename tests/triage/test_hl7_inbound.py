@@ -209,6 +209,17 @@ def test_bad_messages_get_ae_or_ar_with_the_reason_and_the_listener_serves_on(li
     assert "MRN7003" not in log and "Testperson" not in log  # no PHI in the listener's log
 
 
+def test_an_oversized_frame_is_skipped_to_its_end_and_the_next_is_read(listener, tmp_path):
+    answers = send(
+        listener,
+        tmp_path,
+        b"\x0b" + b"x" * 4_500_000 + b"\x1c\r",
+        adt(event="A01", mrn="MRN7005", location="ED", control_id="AFTER"),
+    )
+    assert answers[0]["code"] == "AR" and "over" in answers[0]["text"]
+    assert answers[1:] == [{"code": "AA", "control_id": "AFTER", "text": ""}]
+
+
 def test_a_peer_not_on_the_allowed_list_is_closed_and_audited(transactional_db, tmp_path):
     for listener in listener_start(tmp_path, allowed="127.0.0.9"):
         answers = send(listener, tmp_path, adt(event="A01", mrn="MRN7004", location="ED"))
