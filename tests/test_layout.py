@@ -32,7 +32,7 @@ def test_the_findings_catalogue_imports_without_celery_or_django_setup():
     assert run.stdout.strip() == "4"
 
 
-def test_web_process_loads_without_onnx_runtime():
+def test_web_process_loads_without_onnx_runtime_or_the_senders():
     run = _python(
         "import sys, django\n"
         "django.setup()\n"
@@ -40,6 +40,8 @@ def test_web_process_loads_without_onnx_runtime():
         "import triage.config.urls, triage.config.asgi  # every page, API and socket\n"
         "assert len(inference.registry.registry_current().models) == 4\n"
         "assert 'onnxruntime' not in sys.modules\n"
+        "# highdicom loads in the outbound workers only (about 0.5 s at every process start).\n"
+        "assert 'highdicom' not in sys.modules\n"
         "print('ok')"
     )
     assert run.returncode == 0, run.stderr

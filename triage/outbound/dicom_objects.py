@@ -17,6 +17,7 @@ from PIL import Image, ImageDraw
 from pydicom import Dataset
 from pydicom.sr.codedict import codes
 
+from triage.outbound.errors import ObjectNotBuilt
 from triage.outbound.result import (
     LOCAL_SCHEME,
     NOT_DETECTED,
@@ -28,10 +29,6 @@ from triage.outbound.result import (
 MANUFACTURER = "ED triage worklist (open source)"
 SC_SERIES_NUMBER = 9901
 SR_SERIES_NUMBER = 9902
-
-
-class ObjectNotBuilt(ValueError):
-    """The source data cannot make this object (the reason names no patient)."""
 
 
 @dataclass(frozen=True)

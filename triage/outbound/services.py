@@ -2,6 +2,9 @@
 after commit by an idempotent task, retried with backoff until the peer takes them, and
 visible to administrators while they wait or fail (DESIGN.md, 9).
 
+The DICOM and network stacks (highdicom, pynetdicom) are imported where a message is sent, not
+here: every process records results, only the outbound workers send them.
+
 A message's identity is deterministic (UIDs from the result, control ids from the row), so a
 send repeated after a crash replaces at the peer rather than duplicating.
 """
@@ -11,9 +14,8 @@ from __future__ import annotations
 import logging
 from datetime import datetime, timedelta
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pydicom
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
@@ -22,16 +24,13 @@ from inference.models import InferenceRun
 from triage.audit import audit_record
 from triage.findings import finding_spec
 from triage.models import OutboundDestination, OutboundMessage
-from triage.outbound import transport
-from triage.outbound.dicom_objects import (
-    ObjectNotBuilt,
-    secondary_capture_build,
-    source_header,
-    structured_report_build,
-)
+from triage.outbound.errors import DeliveryDeferred, DeliveryRefused, ObjectNotBuilt
 from triage.outbound.hl7_messages import PatientFacts, oru_build
 from triage.outbound.result import ResultFacts
 from worklist import storage
+
+if TYPE_CHECKING:
+    import pydicom
 
 logger = logging.getLogger(__name__)
 
@@ -178,6 +177,10 @@ def _facts(message: OutboundMessage) -> ResultFacts:
 
 
 def _key_source(run: InferenceRun) -> pydicom.Dataset:
+    import pydicom
+
+    from triage.outbound.dicom_objects import source_header
+
     if run.key_instance is None:
         raise ObjectNotBuilt("the result has no key image")
     try:
@@ -199,6 +202,8 @@ def _heat_map(run: InferenceRun) -> bytes:
 
 
 def _dicom_objects(message: OutboundMessage, facts: ResultFacts) -> list[pydicom.Dataset]:
+    from triage.outbound.dicom_objects import secondary_capture_build, structured_report_build
+
     source = _key_source(message.run)
     preview = (
         secondary_capture_build(source=source, heat_map_png=_heat_map(message.run), facts=facts)
@@ -237,6 +242,8 @@ def _oru(message: OutboundMessage, facts: ResultFacts) -> str:
 
 
 def _transmit(message: OutboundMessage) -> None:
+    from triage.outbound import transport
+
     destination = message.destination
     facts = _facts(message)
     if message.kind == Kind.ORU:
@@ -291,9 +298,9 @@ def outbound_message_send(*, message_id: int) -> str | None:
         return None
     try:
         _transmit(message)
-    except (ObjectNotBuilt, transport.DeliveryRefused) as exc:
+    except (ObjectNotBuilt, DeliveryRefused) as exc:
         message.state, message.last_error = State.FAILED, str(exc)[:512]
-    except transport.DeliveryDeferred as exc:
+    except DeliveryDeferred as exc:
         message.last_error = str(exc)[:512]
         message.next_attempt_at = timezone.now() + timedelta(seconds=retry_delay(message.attempts))
     except Exception as exc:  # a fault of ours: logged with its trace, retried like a peer's

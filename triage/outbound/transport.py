@@ -19,6 +19,7 @@ from pydicom.filewriter import dcmwrite
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pynetdicom import AE
 
+from triage.outbound.errors import DeliveryDeferred, DeliveryRefused
 from triage.outbound.hl7_messages import ack_read
 
 CONNECT_SECONDS = 5.0
@@ -26,14 +27,6 @@ CONNECT_SECONDS = 5.0
 
 def _answer_seconds() -> float:
     return float(settings.OUTBOUND_ANSWER_SECONDS)
-
-
-class DeliveryDeferred(Exception):
-    """Not delivered this time; the message waits and is sent again."""
-
-
-class DeliveryRefused(Exception):
-    """The peer refused it; sending the same again would get the same answer."""
 
 
 def dicom_store(
