@@ -41,11 +41,15 @@ TIMEOUT_S = 600.0
 
 
 def phantom(seed: int, root: Path) -> list[Path]:
+    from pydicom.uid import ExplicitVRLittleEndian
+
     from inference.phantoms import phantom_generate, phantom_write
 
     study = phantom_generate("intracranial_hemorrhage", positive=True, seed=seed)
-    return sorted(p for p in phantom_write(study, out_dir=root / str(seed), seed=seed)
-                  if p.suffix == ".dcm")  # fmt: skip
+    paths = phantom_write(
+        study, out_dir=root / str(seed), seed=seed, transfer_syntax=ExplicitVRLittleEndian
+    )
+    return sorted(path for path in paths if path.suffix == ".dcm")
 
 
 def settled(count: int) -> bool:

@@ -130,6 +130,21 @@ def secondary_capture_build(
     return BuiltObject(dataset=sc, sop_instance_uid=sop_uid)
 
 
+SECONDARY_CAPTURE = "1.2.840.10008.5.1.4.1.1.7"
+
+
+def preview_reference(*, source: Dataset, facts: ResultFacts) -> Dataset:
+    """What the report needs of the preview to refer to it (its UIDs and study), without
+    rendering its pixels again: the UIDs are the result's, so they are the preview's."""
+    reference = Dataset()
+    reference.update({tag: element for tag, element in source.items()})
+    reference.SOPClassUID = SECONDARY_CAPTURE
+    reference.SOPInstanceUID = facts.uid("sc-instance")
+    reference.SeriesInstanceUID = facts.uid("sc-series")
+    reference.Modality = "OT"
+    return reference
+
+
 def _code(pair: tuple[str, str], scheme: str = "SCT") -> CodedConcept:
     value, meaning = pair
     return CodedConcept(value=value, scheme_designator=scheme, meaning=meaning)

@@ -202,20 +202,23 @@ def _heat_map(run: InferenceRun) -> bytes:
 
 
 def _dicom_objects(message: OutboundMessage, facts: ResultFacts) -> list[pydicom.Dataset]:
-    from triage.outbound.dicom_objects import secondary_capture_build, structured_report_build
+    from triage.outbound.dicom_objects import (
+        preview_reference,
+        secondary_capture_build,
+        structured_report_build,
+    )
 
     source = _key_source(message.run)
-    preview = (
-        secondary_capture_build(source=source, heat_map_png=_heat_map(message.run), facts=facts)
-        if facts.flagged
-        else None
-    )
     if message.kind == Kind.SC:
-        assert preview is not None  # only flagged results have a preview message
+        preview = secondary_capture_build(
+            source=source, heat_map_png=_heat_map(message.run), facts=facts
+        )
         message.reference = preview.sop_instance_uid
         return [preview.dataset]
     report = structured_report_build(
-        source=source, preview=preview.dataset if preview else None, facts=facts
+        source=source,
+        preview=preview_reference(source=source, facts=facts) if facts.flagged else None,
+        facts=facts,
     )
     message.reference = report.sop_instance_uid
     return [report.dataset]
