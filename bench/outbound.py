@@ -4,8 +4,9 @@ objects from DCMTK `storescu`, in the same run.
 
 Phase 1 (latency): N ICH-positive phantom studies are sent with `storescu` to our listener; the
 stack is the production one (listener, periodic duties, one Celery worker started with
-`-Q default,inference,outbound`, solo pool) with OUTBOUND_DICOM and OUTBOUND_HL7 pointing at an
-Orthanc and at tests/hl7_peer.py. The clock is the database's: from the run's `finished_at`
+`-Q default,inference,outbound` and, as in deploy/Procfile, one with `-Q outbound`, both solo
+pools) with OUTBOUND_DICOM and OUTBOUND_HL7 pointing at an Orthanc and at tests/hl7_peer.py.
+The clock is the database's: from the run's `finished_at`
 (result and outbox committed together) to each message's `delivered_at` (the peer's answer
 read). Phase 2 (throughput): every flagged result's SC and SR is queued at once for a second,
 empty Orthanc; messages delivered per second from the first queued to the last delivered (one
@@ -23,6 +24,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -162,6 +164,16 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0915 - one linear ru
         studies = [phantom(SEED_START + i, work / "phantoms") for i in range(args.studies)]
         dicom_port, web_port = harness.free_port(), harness.free_port()
         started = harness.start_processes(env, work, dicom_port, web_port)
+        # As deploy/Procfile: a worker of its own for the outbound queue, so results wait for
+        # no inference run (the stack's worker consumes all three queues too).
+        with open(work / "worker-outbound.log", "wb") as log:
+            started.procs["worker-outbound"] = subprocess.Popen(
+                [sys.executable, "-m", "celery", "-A", harness.CELERY_APP, "worker", "-Q",
+                 "outbound", "-P", "solo", "--without-gossip", "--without-mingle", "-l",
+                 "WARNING", "-n", "outbound@%h"],
+                cwd=harness.REPO, env={**os.environ, **env}, stdout=log,
+                stderr=subprocess.STDOUT, start_new_session=True,
+            )  # fmt: skip
         for index, files in enumerate(studies):
             harness.storescu_send(files, dicom_port, work / f"storescu-{index}.log")
             harness.say(f"  sent study {index + 1}/{args.studies}")
@@ -198,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0915 - one linear ru
         return 0
     pacs_s, ris_s = report["result_to_pacs_ack_s"], report["result_to_ris_ack_s"]
     print(f"results out, {args.studies} ICH phantom studies ({report['flagged']} flagged by the "
-          "demonstration model), one solo Celery worker")  # fmt: skip
+          "demonstration model); workers: default+inference+outbound, and outbound")  # fmt: skip
     print(f"{'':<34}{'n':>4}{'p50 s':>9}{'p95 s':>9}{'max s':>9}")
     for label, row in (("result -> SC+SR acked by Orthanc", pacs_s),
                        ("result -> ORU acked by HL7 peer", ris_s)):  # fmt: skip

@@ -140,6 +140,26 @@ def test_an_order_before_its_images_sets_priority_and_location_and_awaits_images
     assert client.get("/api/worklist/awaiting-images/").json()["results"] == []
 
 
+def test_an_omi_order_takes_its_accession_from_ipc_and_its_priority_from_tq1(listener, tmp_path):
+    omi = "\n".join(
+        [
+            "MSH|^~\\&|RIS|HOSP|ED_TRIAGE|HOSP|20261201120000||OMI^O23^OMI_O23|OMI1|P|2.5",
+            "PID|1||MRN7010^^^HOSP^MR||Testperson^Sam||19600101|M",
+            "PV1|1|E|ED^RESUS^4",
+            "ORC|NW|PLC9",
+            "TQ1|1||||||||A",
+            "OBR|1|PLC9||CTPA^CT pulmonary angiogram",
+            "IPC|ACC7010|REQ1|1.2.3.4.5|SPS1|CT",
+        ]
+    )
+    [answer] = send(listener, tmp_path, omi)
+    assert answer["code"] == "AA", answer
+    order = Order.objects.get()
+    assert (order.accession_number, order.priority, order.patient_location) == (
+        "ACC7010", "HIGH", "ED-RESUS-4",
+    )  # fmt: skip
+
+
 def test_an_order_after_its_images_brings_the_deadline_earlier_never_later(listener, tmp_path):
     item = ready_study(priority="ROUTINE", location="WARD 5")
     routine_deadline = item.read_by

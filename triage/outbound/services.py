@@ -299,14 +299,18 @@ def outbound_message_send(*, message_id: int) -> str | None:
     message = _claim(message_id, now)
     if message is None:
         return None
+    outcome = "delivered"
     try:
         _transmit(message)
     except (ObjectNotBuilt, DeliveryRefused) as exc:
+        outcome = type(exc).__name__
         message.state, message.last_error = State.FAILED, str(exc)[:512]
     except DeliveryDeferred as exc:
+        outcome = type(exc).__name__
         message.last_error = str(exc)[:512]
         message.next_attempt_at = timezone.now() + timedelta(seconds=retry_delay(message.attempts))
     except Exception as exc:  # a fault of ours: logged with its trace, retried like a peer's
+        outcome = type(exc).__name__
         logger.exception("outbound message=%s could not be sent", message.pk)
         message.last_error = f"{type(exc).__name__} while sending"
         message.next_attempt_at = timezone.now() + timedelta(seconds=retry_delay(message.attempts))
@@ -319,14 +323,16 @@ def outbound_message_send(*, message_id: int) -> str | None:
             "state", "last_error", "next_attempt_at", "delivered_at", "lease_until", "reference",
         ]
     )  # fmt: skip
+    # The reason stays on the row (the admin page shows it): a peer's own words may quote a
+    # patient, so the log says only how the attempt ended.
     logger.info(
-        "outbound message=%s kind=%s destination=%s attempt=%s state=%s%s",
+        "outbound message=%s kind=%s destination=%s attempt=%s state=%s outcome=%s",
         message.pk,
         message.kind,
         message.destination_id,
         message.attempts,
         message.state,
-        f" reason={message.last_error}" if message.last_error else "",
+        outcome,
     )
     return str(message.state)
 
