@@ -1,5 +1,11 @@
-from django.urls import path
+from typing import Any
 
+from django.http import HttpRequest
+from django.http.response import HttpResponseBase
+from django.urls import path
+from django.views.decorators.csrf import csrf_exempt
+
+from triage import dicomweb_read as read
 from triage import worklist_api as api
 from triage import worklist_views as views
 from triage.dicomweb import StowView
@@ -26,7 +32,30 @@ api_urls = [
     path("quarantine/", api.QuarantineView.as_view(), name="api-quarantine"),
 ]
 
+_stow = StowView.as_view()
+
+
+@csrf_exempt  # each view checks CSRF itself for session requests (REST framework)
+def _studies(request: HttpRequest, **kwargs: Any) -> HttpResponseBase:
+    """/studies and /studies/{uid}: POST stores (STOW-RS), GET searches or retrieves."""
+    if request.method == "POST":
+        return _stow(request, study_instance_uid=kwargs.get("study_uid"))  # type: ignore[no-any-return]
+    view = read.WadoRetrieve.as_view() if "study_uid" in kwargs else read.QidoStudies.as_view()
+    return view(request, **kwargs)  # type: ignore[no-any-return]
+
+
+_S, _SE, _I = "studies/<str:study_uid>", "/series/<str:series_uid>", "/instances/<str:instance_uid>"
 dicomweb_urls = [
-    path("studies", StowView.as_view(), name="stow"),
-    path("studies/<str:study_instance_uid>", StowView.as_view(), name="stow-study"),
+    path("studies", _studies, name="studies"),
+    path(_S, _studies, name="study"),
+    path(f"{_S}/metadata", read.WadoMetadata.as_view()),
+    path(f"{_S}/series", read.QidoSeries.as_view()),
+    path(f"{_S}/instances", read.QidoInstances.as_view()),
+    path(f"{_S}{_SE}", read.WadoRetrieve.as_view()),
+    path(f"{_S}{_SE}/metadata", read.WadoMetadata.as_view()),
+    path(f"{_S}{_SE}/instances", read.QidoInstances.as_view()),
+    path(f"{_S}{_SE}{_I}", read.WadoRetrieve.as_view()),
+    path(f"{_S}{_SE}{_I}/metadata", read.WadoMetadata.as_view()),
+    path(f"{_S}{_SE}{_I}/rendered", read.WadoRendered.as_view()),
+    path(f"{_S}{_SE}{_I}/frames/<str:frame>/rendered", read.WadoRendered.as_view()),
 ]

@@ -49,6 +49,8 @@ class Study(models.Model):
     modality = models.CharField(max_length=16, blank=True)
     body_part = models.CharField(max_length=64, blank=True)
     description = models.CharField(max_length=128, blank=True)
+    study_date = models.CharField(max_length=8, blank=True, help_text="DICOM DA, as sent")
+    study_time = models.CharField(max_length=16, blank=True, help_text="DICOM TM, as sent")
     order_priority = models.CharField(max_length=16)
     patient_location = models.CharField(max_length=64, blank=True)
     is_emergency = models.BooleanField(default=False)

@@ -261,6 +261,9 @@ OUTBOUND_LEASE_SECONDS = float(os.environ.get("OUTBOUND_LEASE_SECONDS", "30"))
 # How long a peer may take to answer (C-STORE response, HTTP response, HL7 ACK): keep it under
 # the lease, or a slow peer is sent the same message twice (harmless, but noisy).
 OUTBOUND_ANSWER_SECONDS = float(os.environ.get("OUTBOUND_ANSWER_SECONDS", "10"))
+# DICOMweb QIDO-RS / WADO-RS for integration accounts (radiologists, administrators and, for
+# their locations, clinicians always may).
+DICOMWEB_INTEGRATION_READ = _env_bool("DICOMWEB_INTEGRATION_READ", False)
 # HL7 in (manage.py hl7_listener): the peers allowed to send (addresses; open only in the demo)
 # and how HL7 order priorities (OBR-27.6 / TQ1-9) map to the worklist's.
 HL7_ALLOWED_PEERS = _env_list("HL7_ALLOWED_PEERS")

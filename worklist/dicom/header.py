@@ -5,6 +5,7 @@ write the Part 10 header (preamble and File Meta Information) for a dataset rece
 from __future__ import annotations
 
 import logging
+import re
 import struct
 import threading
 import warnings
@@ -60,6 +61,8 @@ class InstanceHeader:
     modality: str
     body_part: str
     study_description: str
+    study_date: str  # DA, kept only when it is one (YYYYMMDD)
+    study_time: str  # TM, kept only when it is one
     requested_priority: str
     patient_location: str
     # series
@@ -67,6 +70,14 @@ class InstanceHeader:
     series_number: int | None
     slice_thickness: float | None
     contrast_agent: str
+
+
+_DA = re.compile(r"\d{8}")
+_TM = re.compile(r"\d{2}(\d{2}(\d{2}(\.\d{1,6})?)?)?")
+
+
+def _matching(pattern: re.Pattern[str], value: str) -> str:
+    return value if pattern.fullmatch(value) else ""
 
 
 def _text(ds: Dataset, keyword: str) -> str:
@@ -257,6 +268,8 @@ def header_read(
                 modality=_text(ds, "Modality")[:16].upper(),
                 body_part=_text(ds, "BodyPartExamined")[:64].upper(),
                 study_description=_text(ds, "StudyDescription")[:128],
+                study_date=_matching(_DA, _text(ds, "StudyDate")),
+                study_time=_matching(_TM, _text(ds, "StudyTime")),
                 requested_priority=_requested_priority(ds)[:16],
                 patient_location=_text(ds, "CurrentPatientLocation")[:64],
                 series_description=_text(ds, "SeriesDescription")[:128],

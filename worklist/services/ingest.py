@@ -444,6 +444,8 @@ def _study_create(*, header: InstanceHeader, calling_ae_title: str, at: datetime
             "modality": header.modality,
             "body_part": header.body_part,
             "description": header.study_description,
+            "study_date": header.study_date,
+            "study_time": header.study_time,
             "order_priority": priority,
             "patient_location": location,
             "is_emergency": location_is_emergency(location),

@@ -1,0 +1,598 @@
+"""DICOMweb read side (PS3.18): QIDO-RS search and WADO-RS retrieve of the instances held here.
+
+QIDO-RS answers DICOM JSON from the database (no file is opened); WADO-RS streams the stored
+files as multipart/related; type="application/dicom" in 256 KiB chunks (never a whole study in
+memory) and `metadata` as DICOM JSON read from each file's header. Who may read: radiologists
+and administrators any study; clinicians the studies of their locations; integration accounts
+when DICOMWEB_INTEGRATION_READ is on. Every query and every retrieve is one audit record
+(a series retrieve is one record, not one per instance). Every value a client sends is checked
+before it reaches a query: an unknown key, a bad date or a bad UID is a 400 with the reason.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.db.models import Count, Q, QuerySet
+from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
+from rest_framework.authentication import SessionAuthentication, TokenAuthentication
+from rest_framework.permissions import BasePermission
+from rest_framework.request import Request
+from rest_framework.views import APIView
+
+from triage.audit import audit_record, client_address
+from triage.roles import Role, user_has_role
+from triage.visibility import viewer_for
+from worklist import storage
+from worklist.dicom.identifiers import uid_is_valid
+from worklist.locations import location_within_any
+from worklist.models import Instance, Series, Study
+
+DICOM_JSON = "application/dicom+json"
+CHUNK = 256 * 1024
+MAX_LIMIT = 1000
+STRUCTURED_REPORTS = "1.2.840.10008.5.1.4.1.1.88."
+_DATE = re.compile(r"\d{8}")
+
+
+class BadQuery(ValueError):
+    """A 400, with the reason."""
+
+
+class CanReadStudies(BasePermission):
+    message = "Reading studies requires the radiologist, clinician or administrator role."
+
+    def has_permission(self, request: Any, view: Any) -> bool:
+        if user_has_role(request.user, Role.RADIOLOGIST, Role.ADMINISTRATOR, Role.CLINICIAN):
+            return True
+        return bool(settings.DICOMWEB_INTEGRATION_READ) and user_has_role(
+            request.user, Role.INTEGRATION
+        )
+
+
+def studies_readable_by(user: Any) -> QuerySet[Study]:
+    """The studies `user` may read: all, or a clinician's locations' only."""
+    studies = Study.objects.all()
+    if user_has_role(user, Role.RADIOLOGIST, Role.ADMINISTRATOR) or user_has_role(
+        user, Role.INTEGRATION
+    ):
+        return studies
+    locations = viewer_for(user).locations
+    matching = [
+        pk
+        for pk, location in studies.values_list("pk", "patient_location")
+        if location_within_any(location, locations)
+    ]
+    return studies.filter(pk__in=matching)
+
+
+# ------------------------------------------------------------------------------ DICOM JSON
+
+
+def _attribute(vr: str, *values: Any) -> dict[str, Any]:
+    present = [value for value in values if value not in ("", None)]
+    return {"vr": vr, "Value": present} if present else {"vr": vr}
+
+
+def _person(name: str) -> dict[str, Any]:
+    return {"vr": "PN", "Value": [{"Alphabetic": name}]} if name else {"vr": "PN"}
+
+
+def _base(request: HttpRequest) -> str:
+    return request.build_absolute_uri("/dicomweb")
+
+
+def study_json(study: Study, request: HttpRequest) -> dict[str, Any]:
+    patient = study.patient
+    modalities = sorted({m for m in getattr(study, "modalities", []) if m}) or [study.modality]
+    return {
+        "00080005": _attribute("CS", "ISO_IR 192"),
+        "00080020": _attribute("DA", study.study_date),
+        "00080030": _attribute("TM", study.study_time),
+        "00080050": _attribute("SH", study.accession_number),
+        "00080061": _attribute("CS", *modalities),
+        "00080090": {"vr": "PN"},
+        "00081030": _attribute("LO", study.description),
+        "00081190": _attribute("UR", f"{_base(request)}/studies/{study.study_instance_uid}"),
+        "00100010": _person(patient.name),
+        "00100020": _attribute("LO", patient.patient_id),
+        "00100030": _attribute("DA", patient.birth_date),
+        "00100040": _attribute("CS", patient.sex),
+        "0020000D": _attribute("UI", study.study_instance_uid),
+        "00200010": {"vr": "SH"},
+        "00201206": _attribute("IS", getattr(study, "series_count", None)),
+        "00201208": _attribute("IS", getattr(study, "instance_count", None)),
+    }
+
+
+def series_json(series: Series, request: HttpRequest) -> dict[str, Any]:
+    study_uid = series.study.study_instance_uid
+    return {
+        "00080005": _attribute("CS", "ISO_IR 192"),
+        "00080060": _attribute("CS", series.modality),
+        "0008103E": _attribute("LO", series.description),
+        "00081190": _attribute(
+            "UR", f"{_base(request)}/studies/{study_uid}/series/{series.series_instance_uid}"
+        ),
+        "0020000D": _attribute("UI", study_uid),
+        "0020000E": _attribute("UI", series.series_instance_uid),
+        "00200011": _attribute("IS", series.series_number),
+        "00201209": _attribute("IS", getattr(series, "instance_count", None)),
+    }
+
+
+def instance_json(instance: Instance, request: HttpRequest) -> dict[str, Any]:
+    series = instance.series
+    study_uid = series.study.study_instance_uid
+    return {
+        "00080016": _attribute("UI", instance.sop_class_uid),
+        "00080018": _attribute("UI", instance.sop_instance_uid),
+        "00081190": _attribute(
+            "UR",
+            f"{_base(request)}/studies/{study_uid}/series/{series.series_instance_uid}"
+            f"/instances/{instance.sop_instance_uid}",
+        ),
+        "00083002": _attribute("UI", instance.transfer_syntax_uid),
+        "0020000D": _attribute("UI", study_uid),
+        "0020000E": _attribute("UI", series.series_instance_uid),
+        "00200013": _attribute("IS", instance.instance_number),
+    }
+
+
+# --------------------------------------------------------------------------- QIDO matching
+
+# Matching keys per level: keyword and tag -> how they filter (the part of the ORM path under
+# the level's model). Values are checked by the filter function.
+_KEYWORD_TAGS = {
+    "PatientID": "00100020", "AccessionNumber": "00080050", "StudyDate": "00080020",
+    "ModalitiesInStudy": "00080061", "StudyInstanceUID": "0020000D",
+    "SeriesInstanceUID": "0020000E", "Modality": "00080060", "SOPInstanceUID": "00080018",
+    "SOPClassUID": "00080016",
+}  # fmt: skip
+_TAG_KEYWORDS = {tag: keyword for keyword, tag in _KEYWORD_TAGS.items()}
+_CONTROL = {"limit", "offset", "includefield", "fuzzymatching"}
+
+
+def _uids(key: str, value: str) -> list[str]:
+    uids = [part.strip() for part in value.split(",") if part.strip()]
+    if not uids or not all(uid_is_valid(uid) for uid in uids):
+        raise BadQuery(f"{key} must be one or more UIDs (digits and dots, at most 64)")
+    return uids
+
+
+def _date_range(key: str, value: str) -> tuple[str | None, str | None]:
+    low, dash, high = value.partition("-")
+    if not dash:
+        high = low
+    if (
+        (low and not _DATE.fullmatch(low))
+        or (high and not _DATE.fullmatch(high))
+        or not (low or high)
+    ):
+        raise BadQuery(f"{key} must be a date YYYYMMDD or a range YYYYMMDD-YYYYMMDD")
+    return low or None, high or None
+
+
+def _text_value(key: str, value: str) -> str:
+    if len(value) > 64 or any(not ch.isprintable() for ch in value) or "\\" in value:
+        raise BadQuery(f"{key} must be at most 64 printable characters")
+    return value
+
+
+def _matching(
+    params: Any, *, allowed: dict[str, str], level_uid_paths: dict[str, str]
+) -> tuple[Q, int, int]:
+    """The filter, limit and offset from the query string; BadQuery for anything unknown."""
+    condition = Q()
+    limit, offset = MAX_LIMIT, 0
+    for raw_key in params:
+        values = params.getlist(raw_key)
+        key = _TAG_KEYWORDS.get(raw_key.upper(), raw_key)
+        value = values[-1]
+        if key in _CONTROL:
+            if key in ("limit", "offset"):
+                if not value.isdigit():
+                    raise BadQuery(f"{key} must be a whole number")
+                if key == "limit":
+                    limit = min(int(value), MAX_LIMIT)
+                else:
+                    offset = int(value)
+            elif key == "fuzzymatching" and value not in ("true", "false"):
+                raise BadQuery("fuzzymatching must be true or false")
+            continue  # includefield: every attribute we hold is returned already
+        if key not in allowed and key not in level_uid_paths:
+            raise BadQuery(
+                f"{raw_key} is not a matching key here (supported: "
+                f"{', '.join(sorted({*allowed, *level_uid_paths}))}, limit, offset, includefield)"
+            )
+        path = allowed.get(key) or level_uid_paths[key]
+        if key.endswith("UID"):
+            condition &= Q(**{f"{path}__in": _uids(key, value)})
+        elif key == "StudyDate":
+            low, high = _date_range(key, value)
+            if low:
+                condition &= Q(**{f"{path}__gte": low})
+            if high:
+                condition &= Q(**{f"{path}__lte": high})
+            condition &= ~Q(**{path: ""})
+        elif key in ("ModalitiesInStudy",):
+            condition &= Q(**{path: _text_value(key, value).upper()})
+        else:
+            text = _text_value(key, value)
+            if "*" in text or "?" in text:  # wildcard matching (PS3.4 C.2.2.2.4)
+                pattern = "^" + re.escape(text).replace(r"\*", ".*").replace(r"\?", ".") + "$"
+                condition &= Q(**{f"{path}__regex": pattern})
+            else:
+                condition &= Q(**{path: text})
+    return condition, limit, offset
+
+
+def _problem(status_code: int, reason: str) -> JsonResponse:
+    return JsonResponse({"detail": reason}, status=status_code)
+
+
+def _audit(request: Request, action: str, *, study_id: int | None, detail: dict[str, Any]) -> None:
+    audit_record(
+        action=action,
+        actor_id=request.user.pk,
+        channel="dicomweb",
+        study_id=study_id,
+        remote_addr=client_address(request._request),
+        detail=detail,
+    )
+
+
+class DicomwebRead(APIView):
+    authentication_classes = [TokenAuthentication, SessionAuthentication]
+    permission_classes = [CanReadStudies]
+
+    def _study(self, request: Request, study_uid: str) -> Study:
+        if not uid_is_valid(study_uid):
+            raise BadQuery("the StudyInstanceUID in the URL is not a UID")
+        study = studies_readable_by(request.user).filter(study_instance_uid=study_uid).first()
+        if study is None:
+            raise LookupError("No such study here (or not one of your locations').")
+        return study
+
+    def perform_content_negotiation(self, request: Request, force: bool = False) -> Any:
+        # The views answer DICOM JSON, multipart or images themselves, by the DICOMweb rules;
+        # REST framework's renderers only shape its own errors.
+        return super().perform_content_negotiation(request, force=True)
+
+    def handle_exception(self, exc: Exception) -> Any:
+        if isinstance(exc, BadQuery):
+            return _problem(400, str(exc))
+        if isinstance(exc, LookupError):
+            return _problem(404, str(exc))
+        return super().handle_exception(exc)
+
+
+def _json(items: list[dict[str, Any]]) -> HttpResponse:
+    if not items:
+        return HttpResponse(status=204)  # PS3.18 10.6.3.2: no match
+    return JsonResponse(items, safe=False, content_type=DICOM_JSON)
+
+
+class QidoStudies(DicomwebRead):
+    def get(self, request: Request) -> HttpResponse:
+        condition, limit, offset = _matching(
+            request.query_params,
+            allowed={
+                "PatientID": "patient__patient_id",
+                "AccessionNumber": "accession_number",
+                "StudyDate": "study_date",
+                "ModalitiesInStudy": "series__modality",
+            },
+            level_uid_paths={"StudyInstanceUID": "study_instance_uid"},
+        )
+        matches = (
+            studies_readable_by(request.user)
+            .filter(condition)
+            .distinct()
+            .select_related("patient")
+            .annotate(
+                series_count=Count("series", distinct=True),
+                instance_count=Count("series__instances", distinct=True),
+            )
+            .order_by("-first_received_at", "pk")[offset : offset + limit]
+        )
+        studies = list(matches)
+        modalities: dict[int, set[str]] = {}
+        for study_id, modality in Series.objects.filter(
+            study__in=[s.pk for s in studies]
+        ).values_list("study_id", "modality"):
+            modalities.setdefault(study_id, set()).add(modality)
+        for study in studies:
+            study.modalities = modalities.get(study.pk, set())  # type: ignore[attr-defined]
+        _audit(request, "dicomweb.query", study_id=None, detail={"level": "study",
+               "matches": len(studies)})  # fmt: skip
+        return _json([study_json(study, request._request) for study in studies])
+
+
+class QidoSeries(DicomwebRead):
+    def get(self, request: Request, study_uid: str) -> HttpResponse:
+        study = self._study(request, study_uid)
+        condition, limit, offset = _matching(
+            request.query_params,
+            allowed={"Modality": "modality"},
+            level_uid_paths={"SeriesInstanceUID": "series_instance_uid"},
+        )
+        series = list(
+            Series.objects.filter(study=study)
+            .filter(condition)
+            .select_related("study")
+            .annotate(instance_count=Count("instances"))
+            .order_by("series_number", "pk")[offset : offset + limit]
+        )
+        _audit(request, "dicomweb.query", study_id=study.pk, detail={"level": "series",
+               "matches": len(series)})  # fmt: skip
+        return _json([series_json(item, request._request) for item in series])
+
+
+class QidoInstances(DicomwebRead):
+    def get(self, request: Request, study_uid: str, series_uid: str | None = None) -> HttpResponse:
+        study = self._study(request, study_uid)
+        scope = Q(series__study=study)
+        if series_uid is not None:
+            scope &= Q(series__series_instance_uid__in=_uids("SeriesInstanceUID", series_uid))
+        condition, limit, offset = _matching(
+            request.query_params,
+            allowed={"SOPClassUID": "sop_class_uid"},
+            level_uid_paths={
+                "SOPInstanceUID": "sop_instance_uid",
+                "SeriesInstanceUID": "series__series_instance_uid",
+            },
+        )
+        instances = list(
+            Instance.objects.filter(scope & condition)
+            .select_related("series__study")
+            .order_by("series__series_number", "instance_number", "pk")[offset : offset + limit]
+        )
+        _audit(request, "dicomweb.query", study_id=study.pk, detail={"level": "instance",
+               "matches": len(instances)})  # fmt: skip
+        return _json([instance_json(item, request._request) for item in instances])
+
+
+# ---------------------------------------------------------------------------------- WADO-RS
+
+
+async def _multipart(parts: list[tuple[Path, str]], boundary: str) -> AsyncIterator[bytes]:
+    """The parts, read a chunk at a time in a worker thread. An async iterator: under ASGI,
+    Django would gather a synchronous one whole into memory before sending it."""
+    read_chunk = sync_to_async(_read_chunk, thread_sensitive=False)
+    for path, transfer_syntax in parts:
+        yield (
+            f"--{boundary}\r\nContent-Type: application/dicom; "
+            f"transfer-syntax={transfer_syntax}\r\n\r\n"
+        ).encode("ascii")
+        stored = await sync_to_async(_open_binary, thread_sensitive=False)(path)
+        try:
+            while chunk := await read_chunk(stored):
+                yield chunk
+        finally:
+            stored.close()
+        yield b"\r\n"
+    yield f"--{boundary}--\r\n".encode("ascii")
+
+
+def _open_binary(path: Path) -> BinaryIO:
+    return open(path, "rb")  # noqa: SIM115 - closed by the caller
+
+
+def _read_chunk(stored: BinaryIO) -> bytes:
+    return stored.read(CHUNK)
+
+
+def _accepts_dicom(request: Request) -> bool:
+    accept = request._request.META.get("HTTP_ACCEPT", "*/*").lower()
+    return any(
+        kind in accept for kind in ("multipart/related", "application/dicom", "*/*", "multipart/*")
+    )
+
+
+class WadoRetrieve(DicomwebRead):
+    """Study, series or instance as stored: multipart/related; type="application/dicom"."""
+
+    def get(
+        self,
+        request: Request,
+        study_uid: str,
+        series_uid: str | None = None,
+        instance_uid: str | None = None,
+    ) -> HttpResponse | StreamingHttpResponse:
+        study = self._study(request, study_uid)
+        instances = self._instances(study, series_uid, instance_uid)
+        if not _accepts_dicom(request):
+            return _problem(406, 'Retrieve answers multipart/related; type="application/dicom".')
+        level = "instance" if instance_uid else "series" if series_uid else "study"
+        _audit(request, "dicomweb.retrieve", study_id=study.pk, detail={"level": level,
+               "instances": len(instances)})  # fmt: skip
+        boundary = uuid.uuid4().hex
+        parts = [
+            (storage.storage_path(item.relative_path), item.transfer_syntax_uid)
+            for item in instances
+        ]
+        response = StreamingHttpResponse(
+            _multipart(parts, boundary),
+            content_type=f'multipart/related; type="application/dicom"; boundary={boundary}',
+        )
+        return response
+
+    def _instances(
+        self, study: Study, series_uid: str | None, instance_uid: str | None
+    ) -> list[Instance]:
+        query = Instance.objects.filter(series__study=study).select_related("series")
+        if series_uid is not None:
+            query = query.filter(series__series_instance_uid__in=_uids("series", series_uid))
+        if instance_uid is not None:
+            query = query.filter(sop_instance_uid__in=_uids("instance", instance_uid))
+        instances = list(query.order_by("series__series_number", "instance_number", "pk"))
+        if not instances:
+            raise LookupError("No such series or instance in this study.")
+        return instances
+
+
+class WadoMetadata(WadoRetrieve):
+    """The instances' headers as DICOM JSON; pixel data as a bulk data URI (the instance)."""
+
+    def get(  # type: ignore[override]
+        self,
+        request: Request,
+        study_uid: str,
+        series_uid: str | None = None,
+        instance_uid: str | None = None,
+    ) -> HttpResponse:
+        import pydicom
+
+        study = self._study(request, study_uid)
+        instances = self._instances(study, series_uid, instance_uid)
+        base = _base(request._request)
+        items = []
+        for instance in instances:
+            ds = pydicom.dcmread(
+                storage.storage_path(instance.relative_path), stop_before_pixels=True
+            )
+            item = ds.to_json_dict(bulk_data_threshold=4096, bulk_data_element_handler=lambda _: "")
+            uri = (
+                f"{base}/studies/{study.study_instance_uid}/series/"
+                f"{instance.series.series_instance_uid}/instances/{instance.sop_instance_uid}"
+            )
+            for element in item.values():
+                if "BulkDataURI" in element:
+                    element["BulkDataURI"] = uri
+            if not instance.sop_class_uid.startswith(STRUCTURED_REPORTS):
+                item["7FE00010"] = {"vr": "OW", "BulkDataURI": uri}  # read before the pixels
+            items.append(item)
+        _audit(request, "dicomweb.metadata", study_id=study.pk, detail={
+            "level": "instance" if instance_uid else "series" if series_uid else "study",
+            "instances": len(items)})  # fmt: skip
+        return JsonResponse(items, safe=False, content_type=DICOM_JSON)
+
+
+# ------------------------------------------------------------------------- rendered (PNG/JPEG)
+
+MAX_VIEWPORT = 2048
+
+
+def _window_param(raw: str | None) -> tuple[float, float] | None:
+    """`window=center,width[,function]` (PS3.18 8.3.5.1.3); only a linear function."""
+    if not raw:
+        return None
+    parts = raw.split(",")
+    try:
+        center, width = float(parts[0]), float(parts[1])
+    except (IndexError, ValueError):
+        raise BadQuery("window must be center,width[,linear]") from None
+    if width <= 0 or not all(abs(v) < 1e6 for v in (center, width)):
+        raise BadQuery("window width must be positive (and both values reasonable)")
+    if len(parts) > 2 and parts[2].lower() not in ("linear", ""):
+        raise BadQuery("only the linear window function is supported")
+    return center, width
+
+
+def _viewport_param(raw: str | None) -> tuple[int, int] | None:
+    if not raw:
+        return None
+    parts = raw.split(",")
+    if len(parts) < 2 or not parts[0].isdigit() or not parts[1].isdigit():
+        raise BadQuery("viewport must be rows,columns")
+    rows, columns = int(parts[0]), int(parts[1])
+    if not (0 < rows <= MAX_VIEWPORT and 0 < columns <= MAX_VIEWPORT):
+        raise BadQuery(f"viewport must be between 1 and {MAX_VIEWPORT} on each side")
+    return rows, columns
+
+
+def frame_render(
+    path: Any, *, frame: int, window: tuple[float, float] | None, viewport: tuple[int, int] | None
+) -> Any:
+    """One frame as an 8-bit PIL image: rescaled, windowed (the file's first window, else its
+    full range), fitted into the viewport keeping its aspect."""
+    import numpy as np
+    import pydicom
+    from PIL import Image
+
+    from inference.pipeline import rescale
+
+    ds = pydicom.dcmread(path)
+    pixels = ds.pixel_array
+    frames = int(ds.get("NumberOfFrames", 1) or 1)
+    if not 1 <= frame <= frames:
+        raise LookupError(f"This instance has {frames} frame(s).")
+    if frames > 1:
+        pixels = pixels[frame - 1]
+    if pixels.ndim == 3:  # colour: shown as stored
+        picture = Image.fromarray(pixels.astype(np.uint8))
+    else:
+        values = rescale(ds, pixels)
+        if window is None and "WindowCenter" in ds and "WindowWidth" in ds:
+            center = ds.WindowCenter[0] if ds["WindowCenter"].VM > 1 else ds.WindowCenter
+            width = ds.WindowWidth[0] if ds["WindowWidth"].VM > 1 else ds.WindowWidth
+            window = (float(center), max(float(width), 1.0))
+        if window is None:
+            low, high = float(values.min()), float(values.max())
+        else:
+            low, high = window[0] - window[1] / 2, window[0] + window[1] / 2
+        scaled = np.clip((values - low) / max(high - low, 1e-6), 0.0, 1.0)
+        if str(ds.get("PhotometricInterpretation", "")) == "MONOCHROME1":
+            scaled = 1.0 - scaled
+        picture = Image.fromarray((scaled * 255).astype(np.uint8), mode="L")
+    if viewport is not None:
+        picture.thumbnail((viewport[1], viewport[0]), Image.Resampling.BILINEAR)
+    return picture
+
+
+class WadoRendered(DicomwebRead):
+    """`.../instances/{i}/rendered` and `.../frames/{n}/rendered`: PNG (default) or JPEG."""
+
+    def get(
+        self,
+        request: Request,
+        study_uid: str,
+        series_uid: str,
+        instance_uid: str,
+        frame: str = "1",
+    ) -> HttpResponse:
+        import io
+
+        study = self._study(request, study_uid)
+        if not frame.isdigit():
+            raise BadQuery("the frame number must be a whole number")
+        instance = (
+            Instance.objects.filter(
+                series__study=study,
+                series__series_instance_uid=series_uid,
+                sop_instance_uid=instance_uid,
+            )
+            .select_related("series")
+            .first()
+            if uid_is_valid(series_uid) and uid_is_valid(instance_uid)
+            else None
+        )
+        if instance is None:
+            raise LookupError("No such instance in this study.")
+        params = request.query_params
+        window = _window_param(params.get("window"))
+        viewport = _viewport_param(params.get("viewport"))
+        accept = request._request.META.get("HTTP_ACCEPT", "image/png").lower()
+        jpeg = "image/jpeg" in accept and "image/png" not in accept
+        picture = frame_render(
+            storage.storage_path(instance.relative_path),
+            frame=int(frame),
+            window=window,
+            viewport=viewport,
+        )
+        out = io.BytesIO()
+        if jpeg:
+            picture.convert("RGB" if picture.mode not in ("L", "RGB") else picture.mode).save(
+                out, format="JPEG", quality=90
+            )
+        else:
+            picture.save(out, format="PNG", compress_level=1)
+        _audit(request, "dicomweb.rendered", study_id=study.pk, detail={"instances": 1})
+        return HttpResponse(out.getvalue(), content_type="image/jpeg" if jpeg else "image/png")
