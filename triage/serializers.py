@@ -44,6 +44,9 @@ def findings_of(study: Study) -> list[dict[str, Any]]:
 
 
 def viewer_url(study: Study) -> str:
+    """The site's viewer when PACS_VIEWER_URL_TEMPLATE is set, else the built-in preview."""
+    if not settings.PACS_VIEWER_URL_TEMPLATE:
+        return reverse("worklist:preview", args=[study.pk])
     return str(settings.PACS_VIEWER_URL_TEMPLATE).format(
         study_instance_uid=study.study_instance_uid, accession_number=study.accession_number
     )

@@ -14,6 +14,7 @@ page_urls = [
     path("", views.worklist_page, name="page"),
     path("rows/", views.worklist_rows, name="rows"),
     path("studies/<int:study_id>/", views.study_page, name="study"),
+    path("studies/<int:study_id>/preview/", views.preview_page, name="preview"),
     path("items/<int:item_id>/<str:action>/", views.worklist_action, name="action"),
 ]
 

@@ -80,6 +80,64 @@ def study_page(request: HttpRequest, study_id: int) -> HttpResponse:
     )
 
 
+# Window presets per finding (center, width in HU); CT only, radiographs use the file's window.
+WINDOW_PRESETS: dict[str, list[tuple[str, int, int]]] = {
+    "intracranial_hemorrhage": [("Brain", 40, 80), ("Subdural", 75, 215), ("Stroke", 32, 8)],
+    "pulmonary_embolism": [("PE", 100, 700), ("Mediastinum", 50, 350), ("Lung", -600, 1500)],
+    "pneumothorax": [("Lung", -600, 1500), ("Mediastinum", 50, 350)],
+    "fracture": [("Bone", 500, 2000), ("Soft tissue", 50, 400)],
+}
+DEFAULT_PRESETS = [("Soft tissue", 50, 400), ("Lung", -600, 1500), ("Bone", 500, 2000)]
+
+
+@role_required(Role.RADIOLOGIST, Role.ADMINISTRATOR)
+def preview_page(request: HttpRequest, study_id: int) -> HttpResponse:
+    """The preview viewer: the flagged (else the first) series as a stack of rendered frames,
+    the key slice first, window presets for the finding, the heat map on the key slice.
+    Labelled "preview - not for diagnosis"; opening it is a view of the study (audited)."""
+    try:
+        study = selectors.study_detail(study_id=study_id)
+    except Study.DoesNotExist as missing:
+        from django.http import Http404
+
+        raise Http404("No such study.") from missing
+    runs = [run for run in study.inference_runs.all() if run.state == "complete"]
+    run = max(runs, key=lambda r: (bool(r.flagged), r.score or 0.0), default=None)
+    series = run.series if run is not None else study.series.order_by("series_number").first()
+    instances = (
+        list(series.instances.order_by("instance_number", "pk").values_list(
+            "sop_instance_uid", flat=True))
+        if series is not None else []
+    )  # fmt: skip
+    key = run.key_instance.sop_instance_uid if run is not None and run.key_instance else None
+    audit_study_view(request=request, study_id=study.pk, channel="viewer")
+    finding = run.finding if run is not None else ""
+    return render(
+        request,
+        "worklist/preview.html",
+        {
+            "study": study,
+            "series": series,
+            "instances": instances,
+            "key_index": instances.index(key) if key in instances else 0,
+            "run": run,
+            "finding_label": findings_label(finding),
+            "heatmap_url": (
+                reverse("worklist-api:api-heatmap", args=[study.pk, run.pk])
+                if run is not None and run.heatmap_path
+                else ""
+            ),
+            "presets": WINDOW_PRESETS.get(finding, DEFAULT_PRESETS),
+        },
+    )
+
+
+def findings_label(finding: str) -> str:
+    from triage.findings import FINDINGS, finding_spec
+
+    return finding_spec(finding).label if finding in FINDINGS else ""
+
+
 _ACTIONS = {
     "claim": worklist_item_claim,
     "release": worklist_item_release,

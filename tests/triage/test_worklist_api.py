@@ -149,8 +149,15 @@ def test_worklist_page_shows_items_and_claim_button(rad_client):
 
     assert item.study.accession_number in page
     assert "Claim" in page and "Open in viewer" in page
-    assert "pacs.invalid/viewer?StudyInstanceUID=" + item.study.study_instance_uid in page
+    assert f'href="/worklist/studies/{item.study.pk}/preview/"' in page  # the built-in preview
     assert "demonstration models" in page
+
+
+def test_open_in_viewer_goes_to_the_sites_viewer_when_one_is_configured(rad_client, settings):
+    settings.PACS_VIEWER_URL_TEMPLATE = "https://pacs.example/view?uid={study_instance_uid}"
+    item = ready_study()
+    page = rad_client.get("/worklist/").content.decode()
+    assert "https://pacs.example/view?uid=" + item.study.study_instance_uid in page
 
 
 def test_pages_need_login_and_role(client, users):

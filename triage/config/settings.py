@@ -241,9 +241,8 @@ WORKLIST_ED_LOCATIONS = [
 ]
 # Calling AE title -> the patient location assumed when the object carries none.
 WORKLIST_LOCATION_BY_AE = _env_mapping("WORKLIST_LOCATION_BY_AE")
-PACS_VIEWER_URL_TEMPLATE = os.environ.get(
-    "PACS_VIEWER_URL_TEMPLATE", "http://pacs.invalid/viewer?StudyInstanceUID={study_instance_uid}"
-)
+# The site's viewer ({study_instance_uid}, {accession_number}); empty: the built-in preview.
+PACS_VIEWER_URL_TEMPLATE = os.environ.get("PACS_VIEWER_URL_TEMPLATE", "")
 
 # Results out (triage/outbound): destinations seeded from the environment; an administrator
 # adds and tunes more in the admin. DICOM: AE@HOST:PORT, STOW: base URL, HL7: HOST:PORT.

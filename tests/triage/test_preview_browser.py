@@ -1,0 +1,107 @@
+"""The preview viewer in a real browser (Playwright driving Debian's Chromium): the key slice
+opens first, the arrow keys scroll, a preset changes the window, the heat map toggles, and
+the pixels on screen change accordingly; screenshots at 1920x1080 and at tablet size."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+from django.utils import timezone
+from playwright.sync_api import Page, expect
+
+from inference.models import InferenceRun
+from inference.pipeline import heat_map_png
+from tests.triage.test_pages_browser import ARTIFACTS, sign_in
+from tests.worklist.test_ingest_service import ingest_file
+from triage.models import AuditEvent
+from worklist import storage
+from worklist.dicom.synthetic import StudySpec, write_study
+from worklist.models import Instance, Study
+from worklist.services.studies import study_mark_ready_now
+
+KEY = 4
+
+
+def flagged_study(tmp_path: Path) -> Study:
+    paths = write_study(StudySpec(slices=10, rows=128, columns=128), seed=51, out_dir=tmp_path)
+    for index, path in enumerate(paths):
+        ds = pydicom.dcmread(path)
+        ds.InstanceNumber = index + 1
+        ds.save_as(path)
+        assert ingest_file(path).status == 0
+    study = Study.objects.get(study_instance_uid=pydicom.dcmread(paths[0]).StudyInstanceUID)
+    study_mark_ready_now(study_id=study.pk)
+    series = study.series.get()
+    key = Instance.objects.get(series=series, instance_number=KEY + 1)
+    run = InferenceRun.objects.create(
+        study=study, finding="intracranial_hemorrhage", model_name="ich-demo",
+        model_version="1.0.0", model_sha256="0" * 64, series=series, series_set="s",
+        state="complete", score=0.97, threshold=0.5, flagged=True, key_instance=key,
+        queued_at=timezone.now(),
+    )  # fmt: skip
+    relative = storage.result_relative_path(
+        study_uid=study.study_instance_uid, run_id=run.pk, suffix=".png"
+    )
+    target = storage.storage_path(relative)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    activation = np.zeros((16, 16))
+    activation[4:9, 4:9] = 1.0
+    target.write_bytes(heat_map_png(np.full((128, 128), 0.4), activation))
+    run.heatmap_path = relative
+    run.save(update_fields=["heatmap_path"])
+    return study
+
+
+def frame_pixels(page: Page) -> bytes:
+    page.wait_for_function(
+        "() => { const f = document.getElementById('frame');"
+        " return f.complete && f.naturalWidth > 0; }"
+    )
+    return page.locator("#stage").screenshot()
+
+
+@pytest.mark.parametrize("size", [(1920, 1080), (820, 1180)], ids=["desktop", "tablet"])
+def test_preview_scrolls_windows_and_overlays_the_heat_map(
+    browser, live_server, users, tmp_path, size
+):
+    study = flagged_study(tmp_path)
+    context = browser.new_context(viewport={"width": size[0], "height": size[1]})
+    context.set_default_timeout(10_000)
+    page = context.new_page()
+    try:
+        sign_in(page, live_server.url, "rad")
+        page.goto(f"{live_server.url}/worklist/studies/{study.pk}/")
+        page.get_by_role("link", name="Open in viewer").evaluate("a => a.removeAttribute('target')")
+        page.get_by_role("link", name="Open in viewer").click()
+        expect(page.locator("#preview-notice")).to_contain_text("NOT FOR DIAGNOSIS")
+        expect(page.locator("#preview-notice")).to_contain_text("demonstration model")
+        preview = page.locator("#preview")
+        expect(preview).to_have_attribute("data-index", str(KEY))  # the key slice first
+        expect(page.locator("#heatmap")).to_be_visible()
+        with_heat = frame_pixels(page)
+        page.screenshot(path=str(ARTIFACTS / f"preview-{size[0]}x{size[1]}.png"))
+        page.locator("#heat-toggle").uncheck()
+        expect(page.locator("#heatmap")).to_be_hidden()
+        key_slice = frame_pixels(page)
+        assert key_slice != with_heat  # the overlay was on screen
+        preview.press("ArrowDown")
+        expect(preview).to_have_attribute("data-index", str(KEY + 1))
+        expect(page.locator("#slice-number")).to_have_text(str(KEY + 2))
+        next_slice = frame_pixels(page)
+        assert next_slice != key_slice
+        page.get_by_role("button", name="Subdural").click()
+        page.wait_for_function(
+            "() => document.getElementById('frame').src.includes('window=75,215')"
+        )
+        assert frame_pixels(page) != next_slice  # another window, other pixels
+        page.get_by_role("button", name=f"Key slice ({KEY + 1})").click()
+        expect(preview).to_have_attribute("data-index", str(KEY))
+        assert AuditEvent.objects.filter(
+            action="study.view", channel="viewer", study_id=study.pk
+        ).exists()
+        assert AuditEvent.objects.filter(action="dicomweb.rendered", study_id=study.pk).exists()
+    finally:
+        context.close()

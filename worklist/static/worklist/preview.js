@@ -1,0 +1,89 @@
+// The preview viewer: a stack of server-rendered frames (WADO-RS rendered, windowed on the
+// server), prefetched around the current slice; wheel, arrow keys, slider and swipe scroll;
+// presets and drag set the window; the heat map overlays the key slice.
+(function () {
+  "use strict";
+  var root = document.getElementById("preview");
+  if (!root) return;
+  var base = root.dataset.base;
+  var uids = root.dataset.instances.split(",");
+  var key = parseInt(root.dataset.key, 10) || 0;
+  var parts = root.dataset.window.split(",");
+  var center = parseFloat(parts[0]), width = parseFloat(parts[1]);
+  var index = key;
+  var frame = document.getElementById("frame");
+  var slider = document.getElementById("slice");
+  var number = document.getElementById("slice-number");
+  var heat = document.getElementById("heatmap");
+  var heatToggle = document.getElementById("heat-toggle");
+  var heatOpacity = document.getElementById("heat-opacity");
+  var windowNow = document.getElementById("window-now");
+  var cache = {};
+  var PREFETCH = 6;
+
+  function url(i) {
+    return base + uids[i] + "/rendered?window=" + Math.round(center) + "," + Math.max(1, Math.round(width)) + "&viewport=512,512";
+  }
+  function prefetch() {
+    for (var d = 1; d <= PREFETCH; d++) {
+      [index + d, index - d].forEach(function (i) {
+        if (i < 0 || i >= uids.length) return;
+        var u = url(i);
+        if (!cache[u]) { var img = new Image(); img.src = u; cache[u] = img; }
+      });
+    }
+  }
+  function show() {
+    var u = url(index);
+    frame.src = u;
+    cache[u] = cache[u] || frame;
+    slider.value = String(index);
+    number.textContent = String(index + 1);
+    windowNow.textContent = "W " + Math.round(width) + " / L " + Math.round(center);
+    root.dataset.index = String(index);
+    if (heat) {
+      heat.hidden = !(index === key && heatToggle && heatToggle.checked);
+      heat.style.opacity = String((heatOpacity ? heatOpacity.value : 60) / 100);
+    }
+    prefetch();
+  }
+  function go(i) {
+    index = Math.max(0, Math.min(uids.length - 1, i));
+    show();
+  }
+  root.addEventListener("wheel", function (e) { e.preventDefault(); go(index + (e.deltaY > 0 ? 1 : -1)); }, { passive: false });
+  root.addEventListener("keydown", function (e) {
+    if (e.key === "ArrowDown" || e.key === "ArrowRight" || e.key === "PageDown") { e.preventDefault(); go(index + 1); }
+    if (e.key === "ArrowUp" || e.key === "ArrowLeft" || e.key === "PageUp") { e.preventDefault(); go(index - 1); }
+    if (e.key === "Home") go(0);
+    if (e.key === "End") go(uids.length - 1);
+  });
+  slider.addEventListener("input", function () { go(parseInt(slider.value, 10)); });
+  document.getElementById("to-key").addEventListener("click", function () { go(key); });
+  Array.prototype.forEach.call(document.querySelectorAll(".preset"), function (button) {
+    button.addEventListener("click", function () {
+      var w = button.dataset.window.split(",");
+      center = parseFloat(w[0]); width = parseFloat(w[1]);
+      cache = {};
+      show();
+    });
+  });
+  if (heatToggle) heatToggle.addEventListener("change", show);
+  if (heatOpacity) heatOpacity.addEventListener("input", show);
+  // Drag: horizontal changes the width, vertical the level; applied when the drag ends.
+  var stage = document.getElementById("stage");
+  var start = null;
+  stage.addEventListener("pointerdown", function (e) { start = { x: e.clientX, y: e.clientY, c: center, w: width, touch: e.pointerType === "touch" }; stage.setPointerCapture(e.pointerId); });
+  stage.addEventListener("pointerup", function (e) {
+    if (!start) return;
+    var dx = e.clientX - start.x, dy = e.clientY - start.y;
+    if (start.touch && Math.abs(dy) > 20 && Math.abs(dy) > Math.abs(dx)) {
+      go(index + (dy < 0 ? 1 : -1) * Math.max(1, Math.round(Math.abs(dy) / 30)));  // swipe scrolls
+    } else if (Math.abs(dx) + Math.abs(dy) > 3) {
+      width = Math.max(1, start.w + dx * 4); center = start.c + dy * 2; cache = {}; show();
+    }
+    start = null;
+  });
+  show();
+  root.focus();
+})();
