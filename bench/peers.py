@@ -18,7 +18,7 @@ REPO = Path(__file__).resolve().parent.parent
 ORTHANC_DICOMWEB_PLUGIN = Path("/usr/share/orthanc/plugins/libOrthancDicomWeb.so")
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
@@ -43,8 +43,8 @@ class Orthanc:
 
     folder: Path
     ae_title: str = "ORTHANC"
-    dicom_port: int = field(default_factory=_free_port)
-    http_port: int = field(default_factory=_free_port)
+    dicom_port: int = field(default_factory=free_port)
+    http_port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
@@ -112,7 +112,7 @@ class Hl7Peer:
 
     folder: Path
     answer: str = "aa"
-    port: int = field(default_factory=_free_port)
+    port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
 
     @property

@@ -65,8 +65,9 @@ def _alert_changed(
 
 
 def alerts_for_frames() -> QuerySet[Alert]:
-    """Alerts with what `alert_frame` reads joined in (study, run, who acknowledged)."""
-    return Alert.objects.select_related("study", "run", "acknowledged_by")
+    """Alerts with what `alert_frame` and the inbox read joined in (study and patient, run,
+    who acknowledged)."""
+    return Alert.objects.select_related("study", "study__patient", "run", "acknowledged_by")
 
 
 def alert_raise(

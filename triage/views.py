@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Any
 
 from django.conf import settings
@@ -9,19 +10,41 @@ from django.contrib import messages
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
 from django.urls import reverse
+from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from triage.alerts import AlertNotAllowed, alert_acknowledge, alerts_visible
+from triage.audit import audit_record, client_address
 from triage.deliveries import held_alert_ids
 from triage.feedback import FeedbackRefused, feedback_record
+from triage.findings import finding_spec
 from triage.models import Alert
 from triage.roles import Role, role_required
 
 INBOX_ROLES = (Role.CLINICIAN, Role.RADIOLOGIST, Role.ADMINISTRATOR)
 
 
+def patient_summary(patient: Any, *, today: date | None = None) -> str:
+    """ "Family, Given · MRN · 54 y · F" for an authorised page (never for a log line)."""
+    family, _, rest = (patient.name or "").partition("^")
+    given = rest.split("^")[0] if rest else ""
+    name = ", ".join(part for part in (family, given) if part) or "(no name)"
+    parts = [name, patient.patient_id or "(no MRN)"]
+    born = patient.birth_date or ""
+    if len(born) == 8 and born.isdigit():
+        today = today or timezone.now().date()
+        year, month, day = int(born[:4]), int(born[4:6]), int(born[6:])
+        parts.append(f"{today.year - year - ((today.month, today.day) < (month, day))} y")
+    if patient.sex:
+        parts.append(patient.sex)
+    return " · ".join(parts)
+
+
 def _inbox_context(request: HttpRequest) -> dict[str, Any]:
     alerts = alerts_visible(user=request.user)
+    for alert in alerts:
+        alert.label = finding_spec(alert.finding).label  # type: ignore[attr-defined]
+        alert.patient_summary = patient_summary(alert.study.patient)  # type: ignore[attr-defined]
     open_alerts = [alert for alert in alerts if alert.state in Alert.OPEN_STATES]
     history = [alert for alert in reversed(alerts) if alert.state not in Alert.OPEN_STATES]
     held = held_alert_ids(user=request.user, alert_ids=[alert.pk for alert in open_alerts])
@@ -36,7 +59,16 @@ def _inbox_context(request: HttpRequest) -> dict[str, Any]:
 
 @role_required(*INBOX_ROLES)
 def inbox_page(request: HttpRequest) -> HttpResponse:
-    return render(request, "triage/inbox.html", _inbox_context(request))
+    context = _inbox_context(request)
+    # The inbox names patients: opening it is a view of the studies it lists.
+    audit_record(
+        action="alerts.inbox_view",
+        actor_id=request.user.pk,
+        channel="page",
+        remote_addr=client_address(request),
+        detail={"studies": sorted({alert.study_id for alert in context["open_alerts"]})},
+    )
+    return render(request, "triage/inbox.html", context)
 
 
 @role_required(*INBOX_ROLES)

@@ -263,3 +263,23 @@ async def test_worklist_socket_pushes_item_changes(users):
     listed = await communicator.receive_json_from(timeout=5)
     assert listed["item_ids"] == [item.pk]
     await communicator.disconnect()
+
+
+def test_the_inbox_names_the_patient_and_the_finding_in_words(users, clinician_in_ed, client):
+    from datetime import date
+
+    from triage.views import patient_summary
+
+    alert = raise_alert()
+    patient = alert.study.patient
+    patient.birth_date, patient.sex = "19700615", "F"
+    patient.save()
+    client.force_login(users.clinician)
+    page = client.get("/alerts/").content.decode()
+    family, given = patient.name.split("^")
+    assert f"{family}, {given} · {patient.patient_id}" in page
+    assert "Suspected intracranial hemorrhage" in page and "intracranial_hemorrhage ·" not in page
+    viewed = AuditEvent.objects.get(action="alerts.inbox_view")
+    assert viewed.actor_id == users.clinician.pk and viewed.detail == {"studies": [alert.study_id]}
+    assert patient_summary(patient, today=date(2026, 6, 14)).endswith("· 55 y · F")
+    assert patient_summary(patient, today=date(2026, 6, 15)).endswith("· 56 y · F")
