@@ -32,6 +32,9 @@ class InferenceRun(models.Model):
         "worklist.Instance", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     heatmap_path = models.CharField(max_length=255, blank=True)
+    slice_scores = models.JSONField(
+        default=list, blank=True, help_text="[[SOP Instance UID, probability], ...] per slice"
+    )
     provider = models.CharField(max_length=64, blank=True)
     slices = models.PositiveIntegerField(null=True, blank=True)
     queued_at = models.DateTimeField()

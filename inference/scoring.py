@@ -26,6 +26,8 @@ class SeriesScore:
     decode_ms: float  # decode + pre-process
     inference_ms: float  # ONNX Runtime + aggregate
     heat_map_png: bytes | None  # None when heat_map=False
+    # Each slice's probability, by SOP Instance UID, in the series' spatial order.
+    slice_scores: tuple[tuple[str, float], ...] = ()
 
 
 def heat_map_caption(card: ModelCard) -> str:
@@ -72,4 +74,7 @@ def series_score(
         decode_ms=(decoded - began) * 1000,
         inference_ms=(predicted - decoded) * 1000,
         heat_map_png=png,
+        slice_scores=tuple(
+            (uid, float(p)) for uid, p in zip(series.sop_instance_uids, probabilities, strict=True)
+        ),
     )

@@ -243,6 +243,7 @@ def inference_run_record(*, run_id: int, scored: SeriesScore) -> InferenceRun | 
     )
     run.provider = scored.provider
     run.slices = scored.slices
+    run.slice_scores = [[uid, round(score, 5)] for uid, score in scored.slice_scores]
     run.finished_at = timezone.now()
     if run.started_at is not None:
         run.queue_wait_ms = (run.started_at - run.queued_at).total_seconds() * 1000

@@ -110,6 +110,14 @@ def preview_page(request: HttpRequest, study_id: int) -> HttpResponse:
         if series is not None else []
     )  # fmt: skip
     key = run.key_instance.sop_instance_uid if run is not None and run.key_instance else None
+    by_uid = {uid: score for uid, score in (run.slice_scores if run is not None else [])}
+    # The slices the model scored highest (up to 5, at or above the run's threshold), in
+    # stack order: marked on the slider and stepped through by "Next suspicious slice".
+    threshold = run.threshold if run is not None and run.threshold is not None else 0.5
+    ranked = sorted(
+        (i for i, uid in enumerate(instances) if by_uid.get(uid, 0.0) >= threshold),
+        key=lambda i: -by_uid[instances[i]],
+    )[:5]
     audit_study_view(request=request, study_id=study.pk, channel="viewer")
     finding = run.finding if run is not None else ""
     return render(
@@ -128,6 +136,8 @@ def preview_page(request: HttpRequest, study_id: int) -> HttpResponse:
                 else ""
             ),
             "presets": WINDOW_PRESETS.get(finding, DEFAULT_PRESETS),
+            "suspicious": sorted(ranked),
+            "suspicious_scores": {i: by_uid[instances[i]] for i in ranked},
         },
     )
 

@@ -100,6 +100,13 @@ def test_model_flags_a_positive_and_clears_a_negative(
     cleared = by_uid[negative]["findings"]
     assert [(f["finding"], f["flagged"]) for f in cleared] == [(str(finding), False)]
 
+    # Each slice's score is kept, so the viewer can step through the suspicious ones.
+    run = InferenceRun.objects.get(study__study_instance_uid=positive, finding=str(finding))
+    assert len(run.slice_scores) == run.slices and run.key_instance is not None
+    scores = dict(run.slice_scores)
+    # The key image is the slice the model scored highest.
+    assert scores[run.key_instance.sop_instance_uid] == max(scores.values())
+
     heatmap = client.get(flagged[0]["heatmap_url"])
     assert heatmap.status_code == 200 and heatmap["Content-Type"] == "image/png"
     Path(ROOT / "test-artifacts").mkdir(exist_ok=True)

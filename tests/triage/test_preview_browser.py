@@ -41,6 +41,8 @@ def flagged_study(tmp_path: Path) -> Study:
         model_version="1.0.0", model_sha256="0" * 64, series=series, series_set="s",
         state="complete", score=0.97, threshold=0.5, flagged=True, key_instance=key,
         queued_at=timezone.now(),
+        slice_scores=[[i.sop_instance_uid, {2: 0.6, KEY: 0.97, 7: 0.8}.get(n, 0.1)]
+                      for n, i in enumerate(series.instances.order_by("instance_number"))],
     )  # fmt: skip
     relative = storage.result_relative_path(
         study_uid=study.study_instance_uid, run_id=run.pk, suffix=".png"
@@ -99,6 +101,12 @@ def test_preview_scrolls_windows_and_overlays_the_heat_map(
         assert frame_pixels(page) != next_slice  # another window, other pixels
         page.get_by_role("button", name=f"Key slice ({KEY + 1})").click()
         expect(preview).to_have_attribute("data-index", str(KEY))
+        # The slices scored at or above the threshold, in stack order: 2, 4 (key), 7.
+        expect(preview).to_have_attribute("data-suspicious", "2,4,7")
+        page.get_by_role("button", name="Next suspicious slice").click()
+        expect(preview).to_have_attribute("data-index", "7")
+        page.get_by_role("button", name="Next suspicious slice").click()
+        expect(preview).to_have_attribute("data-index", "2")  # wrapped round
         assert AuditEvent.objects.filter(
             action="study.view", channel="viewer", study_id=study.pk
         ).exists()

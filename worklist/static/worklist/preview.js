@@ -60,6 +60,12 @@
   });
   slider.addEventListener("input", function () { go(parseInt(slider.value, 10)); });
   document.getElementById("to-key").addEventListener("click", function () { go(key); });
+  var suspicious = (root.dataset.suspicious || "").split(",").filter(Boolean).map(Number);
+  var nextSuspicious = document.getElementById("next-suspicious");
+  if (nextSuspicious) nextSuspicious.addEventListener("click", function () {
+    var after = suspicious.filter(function (i) { return i > index; });
+    go(after.length ? after[0] : suspicious[0]);  // wraps round to the first
+  });
   Array.prototype.forEach.call(document.querySelectorAll(".preset"), function (button) {
     button.addEventListener("click", function () {
       var w = button.dataset.window.split(",");
