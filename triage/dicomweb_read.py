@@ -221,7 +221,7 @@ def _matching(
             if high:
                 condition &= Q(**{f"{path}__lte": high})
             condition &= ~Q(**{path: ""})
-        elif key in ("ModalitiesInStudy",):
+        elif key == "ModalitiesInStudy":
             condition &= Q(**{path: _text_value(key, value).upper()})
         else:
             text = _text_value(key, value)

@@ -14,6 +14,7 @@ from django.views.decorators.http import require_POST
 
 from triage import selectors
 from triage.audit import audit_study_view
+from triage.findings import FINDINGS, finding_spec
 from triage.reading import (
     ClaimConflict,
     worklist_item_claim,
@@ -129,7 +130,7 @@ def preview_page(request: HttpRequest, study_id: int) -> HttpResponse:
             "instances": instances,
             "key_index": instances.index(key) if key in instances else 0,
             "run": run,
-            "finding_label": findings_label(finding),
+            "finding_label": finding_spec(finding).label if finding in FINDINGS else "",
             "heatmap_url": (
                 reverse("worklist-api:api-heatmap", args=[study.pk, run.pk])
                 if run is not None and run.heatmap_path
@@ -140,12 +141,6 @@ def preview_page(request: HttpRequest, study_id: int) -> HttpResponse:
             "suspicious_scores": {i: by_uid[instances[i]] for i in ranked},
         },
     )
-
-
-def findings_label(finding: str) -> str:
-    from triage.findings import FINDINGS, finding_spec
-
-    return finding_spec(finding).label if finding in FINDINGS else ""
 
 
 _ACTIONS = {

@@ -381,7 +381,7 @@ def test_the_environment_seeds_destinations_and_names_a_bad_entry(db, settings):
 def facts(**changes: object) -> ResultFacts:
     values: dict[str, object] = {
         "run_id": 1, "study_instance_uid": "1.2.3", "series_set": "s", "finding": "pneumothorax",
-        "finding_label": "Pneumothorax", "flagged": True, "score": 0.97, "threshold": 0.5,
+        "finding_label": "Pneumothorax", "flagged": True, "score": 0.97,
         "model_name": "ptx-demo", "model_version": "1.0.0", "demonstration": True,
     }  # fmt: skip
     values.update(changes)

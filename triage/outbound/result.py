@@ -29,7 +29,6 @@ class ResultFacts:
     finding_label: str
     flagged: bool
     score: float
-    threshold: float | None
     model_name: str
     model_version: str
     demonstration: bool

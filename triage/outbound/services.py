@@ -168,7 +168,6 @@ def _facts(message: OutboundMessage) -> ResultFacts:
         finding_label=finding_spec(run.finding).label,
         flagged=bool(run.flagged),
         score=float(run.score or 0.0),
-        threshold=run.threshold,
         model_name=run.model_name,
         model_version=run.model_version,
         demonstration=run.demonstration,
