@@ -11,6 +11,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from inference import pipeline
 from inference.registry import ModelCard
 from inference.runtime import session_for
@@ -26,6 +28,8 @@ class SeriesScore:
     decode_ms: float  # decode + pre-process
     inference_ms: float  # ONNX Runtime + aggregate
     heat_map_png: bytes | None  # None when heat_map=False
+    # Each slice's activation map (n, h, w) in the series' spatial order; None when heat_map=False.
+    activation_maps: np.ndarray | None = None
     # Each slice's probability, by SOP Instance UID, in the series' spatial order.
     slice_scores: tuple[tuple[str, float], ...] = ()
 
@@ -74,6 +78,7 @@ def series_score(
         decode_ms=(decoded - began) * 1000,
         inference_ms=(predicted - decoded) * 1000,
         heat_map_png=png,
+        activation_maps=maps if heat_map else None,
         slice_scores=tuple(
             (uid, float(p)) for uid, p in zip(series.sop_instance_uids, probabilities, strict=True)
         ),

@@ -23,7 +23,7 @@ from django.db import connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from inference import pipeline
+from inference import pipeline, selectors
 from inference.models import InferenceRun
 from inference.registry import ModelCard, registry_current
 from inference.routing import series_select
@@ -208,6 +208,11 @@ def _predict(run: InferenceRun) -> SeriesScore:
             study_uid=run.study.study_instance_uid, run_id=run.pk, suffix=".png"
         )
         _write_atomically(storage.storage_path(relative), scored.heat_map_png)
+    if scored.activation_maps is not None:
+        _write_atomically(
+            storage.storage_path(selectors.activation_maps_path(run)),
+            pipeline.activation_maps_bytes(scored.activation_maps),
+        )
     return scored
 
 

@@ -224,6 +224,7 @@ def alert_frame(alert: Alert) -> dict[str, Any]:
             if run is not None and run.heatmap_path
             else None
         ),
+        "preview_url": reverse("worklist:preview", args=[alert.study_id]),
         "demonstration": bool(run.demonstration) if run is not None else True,
         "notice": DEMONSTRATION_NOTICE,
     }

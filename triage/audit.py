@@ -52,6 +52,37 @@ def audit_study_view(*, request: HttpRequest, study_id: int, channel: str) -> Au
     )
 
 
+def audit_record_batched(
+    *,
+    action: str,
+    actor_id: int | None,
+    channel: str,
+    study_id: int,
+    scope: str,
+    remote_addr: str | None = None,
+    detail: dict[str, Any] | None = None,
+) -> AuditEvent | None:
+    """One record for a run of requests that are one view: the frames of a series scrolled in
+    the preview, its heat maps. Written for the first request of `actor_id` on `study_id` and
+    `scope` (a series UID, say), then not again in this process for AUDIT_BATCH_SECONDS; the
+    record says how long it stands for. None when an earlier record covers the request."""
+    from django.conf import settings
+    from django.core.cache import cache
+
+    seconds = int(settings.AUDIT_BATCH_SECONDS)
+    key = f"audit-batch:{action}:{actor_id}:{study_id}:{scope}"
+    if seconds > 0 and not cache.add(key, 1, timeout=seconds):
+        return None
+    return audit_record(
+        action=action,
+        actor_id=actor_id,
+        channel=channel,
+        study_id=study_id,
+        remote_addr=remote_addr,
+        detail={**(detail or {}), "scope": scope, "covers_seconds": seconds},
+    )
+
+
 class DeniedAccessAudit:
     """Middleware: every request answered 401 or 403 (a page, the API, DICOMweb, the admin) is
     audited with who (when known), from where, the path and the status."""

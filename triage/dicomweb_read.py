@@ -26,12 +26,11 @@ from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 from rest_framework.views import APIView
 
-from triage.audit import audit_record, client_address
+from triage.audit import audit_record, audit_record_batched, client_address
 from triage.roles import Role, user_has_role
-from triage.visibility import viewer_for
+from triage.visibility import studies_visible_to
 from worklist import storage
 from worklist.dicom.identifiers import uid_is_valid
-from worklist.locations import location_within_any
 from worklist.models import Instance, Series, Study
 
 DICOM_JSON = "application/dicom+json"
@@ -57,19 +56,11 @@ class CanReadStudies(BasePermission):
 
 
 def studies_readable_by(user: Any) -> QuerySet[Study]:
-    """The studies `user` may read: all, or a clinician's locations' only."""
-    studies = Study.objects.all()
-    if user_has_role(user, Role.RADIOLOGIST, Role.ADMINISTRATOR) or user_has_role(
-        user, Role.INTEGRATION
-    ):
-        return studies
-    locations = viewer_for(user).locations
-    matching = [
-        pk
-        for pk, location in studies.values_list("pk", "patient_location")
-        if location_within_any(location, locations)
-    ]
-    return studies.filter(pk__in=matching)
+    """The studies `user` may read: integration accounts (when allowed at all) every study,
+    everyone else as `studies_visible_to` says."""
+    if user_has_role(user, Role.INTEGRATION):
+        return Study.objects.all()
+    return studies_visible_to(user)
 
 
 # ------------------------------------------------------------------------------ DICOM JSON
@@ -122,6 +113,10 @@ def series_json(series: Series, request: HttpRequest) -> dict[str, Any]:
         ),
         "0020000D": _attribute("UI", study_uid),
         "0020000E": _attribute("UI", series.series_instance_uid),
+        "00180015": _attribute("CS", series.body_part),
+        "00180050": _attribute(
+            "DS", f"{series.slice_thickness:g}" if series.slice_thickness else None
+        ),
         "00200011": _attribute("IS", series.series_number),
         "00201209": _attribute("IS", getattr(series, "instance_count", None)),
     }
@@ -185,6 +180,27 @@ def _text_value(key: str, value: str) -> str:
     return value
 
 
+def _include_fields(value: str) -> list[str]:
+    """`includefield`: "all", or attribute keywords or tags (comma-separated), checked against
+    the data dictionary. Every attribute held in the database for the level is returned
+    whatever is asked (the required ones and the rest we hold); the others are in the
+    instances' headers, served by `.../metadata`."""
+    from pydicom.datadict import dictionary_has_tag, tag_for_keyword
+
+    fields = [part.strip() for part in value.split(",") if part.strip()]
+    for field in fields:
+        if field == "all":
+            continue
+        is_tag = re.fullmatch(r"[0-9A-Fa-f]{8}", field) is not None
+        if not (
+            tag_for_keyword(field) is not None or (is_tag and dictionary_has_tag(int(field, 16)))
+        ):
+            raise BadQuery(
+                f"includefield {field[:64]!r} is not an attribute keyword or tag (or 'all')"
+            )
+    return fields
+
+
 def _matching(
     params: Any, *, allowed: dict[str, str], level_uid_paths: dict[str, str]
 ) -> tuple[Q, int, int]:
@@ -205,7 +221,10 @@ def _matching(
                     offset = int(value)
             elif key == "fuzzymatching" and value not in ("true", "false"):
                 raise BadQuery("fuzzymatching must be true or false")
-            continue  # includefield: every attribute we hold is returned already
+            elif key == "includefield":
+                for entry in values:
+                    _include_fields(entry)
+            continue
         if key not in allowed and key not in level_uid_paths:
             raise BadQuery(
                 f"{raw_key} is not a matching key here (supported: "
@@ -245,6 +264,19 @@ def _audit(request: Request, action: str, *, study_id: int | None, detail: dict[
         study_id=study_id,
         remote_addr=client_address(request._request),
         detail=detail,
+    )
+
+
+def _audit_batched(request: Request, action: str, *, study: Study, series_uid: str) -> None:
+    """Frames are asked for one at a time (hundreds as a series is scrolled): one record
+    stands for a user's frames of one series for AUDIT_BATCH_SECONDS."""
+    audit_record_batched(
+        action=action,
+        actor_id=request.user.pk,
+        channel="dicomweb",
+        study_id=study.pk,
+        scope=series_uid,
+        remote_addr=client_address(request._request),
     )
 
 
@@ -601,5 +633,132 @@ class WadoRendered(DicomwebRead):
             )
         else:
             picture.save(out, format="PNG", compress_level=1)
-        _audit(request, "dicomweb.rendered", study_id=study.pk, detail={"instances": 1})
+        _audit_batched(request, "dicomweb.rendered", study=study, series_uid=series_uid)
         return HttpResponse(out.getvalue(), content_type="image/jpeg" if jpeg else "image/png")
+
+
+# ------------------------------------------------------------------------- frames (pixel data)
+
+UNCOMPRESSED = "1.2.840.10008.1.2.1"
+# Stored compressed transfer syntaxes and the media type a frame of each is sent as (PS3.18
+# table 8.7.3-2); anything else compressed is sent as application/octet-stream.
+_FRAME_MEDIA = {
+    "1.2.840.10008.1.2.4.50": "image/jpeg", "1.2.840.10008.1.2.4.51": "image/jpeg",
+    "1.2.840.10008.1.2.4.57": "image/jpeg", "1.2.840.10008.1.2.4.70": "image/jpeg",
+    "1.2.840.10008.1.2.4.80": "image/jls", "1.2.840.10008.1.2.4.81": "image/jls",
+    "1.2.840.10008.1.2.4.90": "image/jp2", "1.2.840.10008.1.2.4.91": "image/jp2",
+    "1.2.840.10008.1.2.5": "image/dicom-rle",
+}  # fmt: skip
+_NATIVE = {"1.2.840.10008.1.2", "1.2.840.10008.1.2.1"}  # little endian: the same pixel bytes
+
+
+def _frame_numbers(raw: str) -> list[int]:
+    numbers = [part.strip() for part in raw.split(",")]
+    if not numbers or not all(part.isdigit() and 0 < int(part) < 100_000 for part in numbers):
+        raise BadQuery("frames must be one or more frame numbers (1, 2, ...), comma-separated")
+    return [int(part) for part in numbers]
+
+
+def _wants_stored(accept: str, *, stored: str) -> bool:
+    """The client takes the stored transfer syntax: `transfer-syntax=*`, that syntax's UID, or
+    its media type (image/jpeg, image/jls, ...) in Accept."""
+    accept = accept.lower().replace('"', "")
+    media = _FRAME_MEDIA.get(stored)
+    return (
+        "transfer-syntax=*" in accept
+        or f"transfer-syntax={stored}" in accept
+        or (media is not None and media in accept)
+    )
+
+
+def instance_frames(
+    path: Path, *, numbers: list[int], stored_as_is: bool
+) -> tuple[str, str, list[bytes]]:
+    """The frames asked for: (media type, transfer syntax, bytes of each). Native pixel data is
+    sliced out of the file as stored; compressed data is sent as stored when the client takes
+    it, else decoded here to uncompressed little endian."""
+    import pydicom
+    from pydicom.encaps import generate_frames
+
+    ds = pydicom.dcmread(path)
+    if "PixelData" not in ds:
+        raise LookupError("This instance has no pixel data.")
+    transfer_syntax = str(ds.file_meta.TransferSyntaxUID)
+    count = int(ds.get("NumberOfFrames", 1) or 1)
+    missing = [n for n in numbers if n > count]
+    if missing:
+        raise LookupError(f"This instance has {count} frame(s); asked for frame {missing[0]}.")
+    if transfer_syntax in _NATIVE and int(ds.BitsAllocated) % 8 == 0:
+        size = int(ds.Rows) * int(ds.Columns) * int(ds.get("SamplesPerPixel", 1))
+        size *= int(ds.BitsAllocated) // 8
+        data = ds.PixelData
+        return (
+            "application/octet-stream",
+            UNCOMPRESSED,
+            [bytes(data[(n - 1) * size : n * size]) for n in numbers],
+        )
+    if stored_as_is and ds.file_meta.TransferSyntaxUID.is_encapsulated:
+        frames = list(generate_frames(ds.PixelData, number_of_frames=count))
+        media = _FRAME_MEDIA.get(transfer_syntax, "application/octet-stream")
+        return media, transfer_syntax, [frames[n - 1] for n in numbers]
+    try:
+        pixels = ds.pixel_array
+    except Exception as exc:  # no decoder for this syntax here
+        raise NotAcceptable(
+            f"This instance is stored as {transfer_syntax} and cannot be decoded here; ask "
+            "for it as stored (transfer-syntax=*)."
+        ) from exc
+    if count == 1:
+        pixels = pixels[None, ...]
+    little = pixels.astype(pixels.dtype.newbyteorder("<"), copy=False)
+    return "application/octet-stream", UNCOMPRESSED, [little[n - 1].tobytes() for n in numbers]
+
+
+class NotAcceptable(ValueError):
+    """A 406, with the reason."""
+
+
+class WadoFrames(DicomwebRead):
+    """`.../instances/{i}/frames/{n[,m...]}`: the frames' pixel data as multipart/related;
+    type="application/octet-stream" (uncompressed), or as stored on request."""
+
+    def get(
+        self, request: Request, study_uid: str, series_uid: str, instance_uid: str, frame: str
+    ) -> HttpResponse:
+        study = self._study(request, study_uid)
+        numbers = _frame_numbers(frame)
+        instance = (
+            Instance.objects.filter(
+                series__study=study,
+                series__series_instance_uid=series_uid,
+                sop_instance_uid=instance_uid,
+            ).first()
+            if uid_is_valid(series_uid) and uid_is_valid(instance_uid)
+            else None
+        )
+        if instance is None:
+            raise LookupError("No such instance in this study.")
+        accept = request._request.META.get("HTTP_ACCEPT", "*/*")
+        try:
+            media, transfer_syntax, frames = instance_frames(
+                storage.storage_path(instance.relative_path),
+                numbers=numbers,
+                stored_as_is=_wants_stored(accept, stored=instance.transfer_syntax_uid),
+            )
+        except NotAcceptable as refused:
+            return _problem(406, str(refused))
+        _audit_batched(request, "dicomweb.frames", study=study, series_uid=series_uid)
+        boundary = uuid.uuid4().hex
+        body = bytearray()
+        for number, data in zip(numbers, frames, strict=True):
+            body += (
+                f"--{boundary}\r\nContent-Type: {media}; transfer-syntax={transfer_syntax}\r\n"
+                f"Content-Location: {_base(request._request)}/studies/{study_uid}/series/"
+                f"{series_uid}/instances/{instance_uid}/frames/{number}\r\n\r\n"
+            ).encode("ascii")
+            body += data + b"\r\n"
+        body += f"--{boundary}--\r\n".encode("ascii")
+        return HttpResponse(
+            bytes(body),
+            content_type=f'multipart/related; type="{media}"; boundary={boundary}',
+        )

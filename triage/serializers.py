@@ -2,16 +2,34 @@
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Any
 
 from django.conf import settings
 from django.urls import reverse
+from django.utils import timezone
 from rest_framework import serializers
 
 from inference.models import InferenceRun
 from inference.registry import DEMONSTRATION_NOTICE
 from triage.findings import finding_spec
 from worklist.models import Series, Study, WorklistItem
+
+
+def patient_summary(patient: Any, *, today: date | None = None) -> str:
+    """ "Family, Given · MRN · 54 y · F" for an authorised page (never for a log line)."""
+    family, _, rest = (patient.name or "").partition("^")
+    given = rest.split("^")[0] if rest else ""
+    name = ", ".join(part for part in (family, given) if part) or "(no name)"
+    parts = [name, patient.patient_id or "(no MRN)"]
+    born = patient.birth_date or ""
+    if len(born) == 8 and born.isdigit():
+        today = today or timezone.now().date()
+        year, month, day = int(born[:4]), int(born[4:6]), int(born[6:])
+        parts.append(f"{today.year - year - ((today.month, today.day) < (month, day))} y")
+    if patient.sex:
+        parts.append(patient.sex)
+    return " · ".join(parts)
 
 
 def findings_of(study: Study) -> list[dict[str, Any]]:
@@ -126,6 +144,7 @@ class SeriesSerializer(serializers.ModelSerializer):
 class StudyDetailSerializer(serializers.ModelSerializer):
     patient_name = serializers.CharField(source="patient.name")
     patient_id = serializers.CharField(source="patient.patient_id")
+    patient_summary = serializers.SerializerMethodField()
     instance_count = serializers.IntegerField(source="instance_total")
     series = SeriesSerializer(many=True)
     findings = serializers.SerializerMethodField()
@@ -139,6 +158,7 @@ class StudyDetailSerializer(serializers.ModelSerializer):
             "accession_number",
             "patient_name",
             "patient_id",
+            "patient_summary",
             "modality",
             "body_part",
             "description",
@@ -162,3 +182,6 @@ class StudyDetailSerializer(serializers.ModelSerializer):
 
     def get_findings(self, study: Study) -> list[dict[str, Any]]:
         return findings_of(study)
+
+    def get_patient_summary(self, study: Study) -> str:
+        return patient_summary(study.patient)

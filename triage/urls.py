@@ -30,6 +30,11 @@ api_urls = [
         api.HeatmapView.as_view(),
         name="api-heatmap",
     ),
+    path(
+        "studies/<int:study_id>/runs/<int:run_id>/heatmaps/<str:instance_uid>.png",
+        api.SliceHeatmapView.as_view(),
+        name="api-slice-heatmap",
+    ),
     path("quarantine/", api.QuarantineView.as_view(), name="api-quarantine"),
 ]
 
@@ -58,5 +63,6 @@ dicomweb_urls = [
     path(f"{_S}{_SE}{_I}", read.WadoRetrieve.as_view()),
     path(f"{_S}{_SE}{_I}/metadata", read.WadoMetadata.as_view()),
     path(f"{_S}{_SE}{_I}/rendered", read.WadoRendered.as_view()),
+    path(f"{_S}{_SE}{_I}/frames/<str:frame>", read.WadoFrames.as_view()),
     path(f"{_S}{_SE}{_I}/frames/<str:frame>/rendered", read.WadoRendered.as_view()),
 ]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import date
 from typing import Any
 
 from django.conf import settings
@@ -10,7 +9,6 @@ from django.contrib import messages
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
 from django.urls import reverse
-from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from triage.alerts import AlertNotAllowed, alert_acknowledge, alerts_visible
@@ -20,24 +18,9 @@ from triage.feedback import FeedbackRefused, feedback_record
 from triage.findings import finding_spec
 from triage.models import Alert
 from triage.roles import Role, role_required
+from triage.serializers import patient_summary
 
 INBOX_ROLES = (Role.CLINICIAN, Role.RADIOLOGIST, Role.ADMINISTRATOR)
-
-
-def patient_summary(patient: Any, *, today: date | None = None) -> str:
-    """ "Family, Given · MRN · 54 y · F" for an authorised page (never for a log line)."""
-    family, _, rest = (patient.name or "").partition("^")
-    given = rest.split("^")[0] if rest else ""
-    name = ", ".join(part for part in (family, given) if part) or "(no name)"
-    parts = [name, patient.patient_id or "(no MRN)"]
-    born = patient.birth_date or ""
-    if len(born) == 8 and born.isdigit():
-        today = today or timezone.now().date()
-        year, month, day = int(born[:4]), int(born[4:6]), int(born[6:])
-        parts.append(f"{today.year - year - ((today.month, today.day) < (month, day))} y")
-    if patient.sex:
-        parts.append(patient.sex)
-    return " · ".join(parts)
 
 
 def _inbox_context(request: HttpRequest) -> dict[str, Any]:
@@ -45,6 +28,12 @@ def _inbox_context(request: HttpRequest) -> dict[str, Any]:
     for alert in alerts:
         alert.label = finding_spec(alert.finding).label  # type: ignore[attr-defined]
         alert.patient_summary = patient_summary(alert.study.patient)  # type: ignore[attr-defined]
+        alert.preview_url = reverse("worklist:preview", args=[alert.study_id])  # type: ignore[attr-defined]
+        alert.heatmap_url = (  # type: ignore[attr-defined]
+            reverse("worklist-api:api-heatmap", args=[alert.study_id, alert.run_id])
+            if alert.run_id is not None and alert.run is not None and alert.run.heatmap_path
+            else ""
+        )
     open_alerts = [alert for alert in alerts if alert.state in Alert.OPEN_STATES]
     history = [alert for alert in reversed(alerts) if alert.state not in Alert.OPEN_STATES]
     held = held_alert_ids(user=request.user, alert_ids=[alert.pk for alert in open_alerts])

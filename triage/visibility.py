@@ -1,4 +1,5 @@
-"""Who may see an alert: the one rule the sockets, the inbox, the API and the deliveries apply.
+"""Who may see an alert, and a study: the one rule the sockets, the inbox, the API, the preview,
+DICOMweb and the deliveries apply.
 
 Administrators see every alert; radiologists on duty at once and all of them once it escalates;
 clinicians when told, for their locations. Imports neither `triage.alerts` nor
@@ -12,10 +13,12 @@ from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.db.models import QuerySet
 
 from triage.models import Alert, StaffProfile
 from triage.roles import Role, user_has_role
-from worklist.locations import location_within_any
+from worklist.locations import location_within_any, locations_q
+from worklist.models import Study
 
 ROLE_NAMES = (str(Role.RADIOLOGIST), str(Role.CLINICIAN), str(Role.ADMINISTRATOR))
 
@@ -83,6 +86,25 @@ def alert_visible_to_viewer(alert: Alert, viewer: Viewer) -> bool:
 
 def alert_visible_to(alert: Alert, user: AbstractBaseUser | AnonymousUser | Any) -> bool:
     return alert_visible_to_viewer(alert, viewer_for(user))
+
+
+def studies_visible_to(user: Any) -> QuerySet[Study]:
+    """The studies `user` may look at (pages, previews, heat maps, DICOMweb): radiologists and
+    administrators every study; clinicians the studies of their locations (the alert rule's
+    location match, done in the database); anyone else none."""
+    viewer = viewer_for(user)
+    if viewer.administrator or viewer.radiologist:
+        return Study.objects.all()
+    if viewer.clinician:
+        return Study.objects.filter(locations_q("patient_location", viewer.locations))
+    return Study.objects.none()
+
+
+def study_visible_to(user: Any, *, study: Study) -> bool:
+    viewer = viewer_for(user)
+    if viewer.administrator or viewer.radiologist:
+        return True
+    return viewer.clinician and location_within_any(study.patient_location, viewer.locations)
 
 
 def alert_recipients(*, alert: Alert) -> list[Any]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.http import FileResponse, HttpResponse, HttpResponseBase
+from django.http import FileResponse, Http404, HttpResponse, HttpResponseBase
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import generics, serializers, status
@@ -13,8 +13,10 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from inference.models import InferenceRun
+from inference.pipeline import heat_overlay_png
+from inference.selectors import maps_for_run
 from triage import selectors
-from triage.audit import audit_record, audit_study_view, client_address
+from triage.audit import audit_record, audit_record_batched, audit_study_view, client_address
 from triage.reading import (
     ClaimConflict,
     worklist_item_claim,
@@ -23,7 +25,9 @@ from triage.reading import (
 )
 from triage.roles import Role, acting_user_id, roles_permission
 from triage.serializers import StudyDetailSerializer, WorklistItemSerializer
+from triage.visibility import study_visible_to
 from worklist import storage
+from worklist.dicom.identifiers import uid_is_valid
 from worklist.models import Order, QuarantinedObject, Study, WorklistItem
 
 IsRadiologist = roles_permission(Role.RADIOLOGIST, message="This requires the radiologist role.")
@@ -167,14 +171,33 @@ class QuarantineView(generics.ListAPIView):
     queryset = QuarantinedObject.objects.order_by("-received_at", "-id")
 
 
+CanSeeImages = roles_permission(
+    Role.RADIOLOGIST,
+    Role.ADMINISTRATOR,
+    Role.CLINICIAN,
+    message="Images are for radiologists, administrators and (their locations') clinicians.",
+)
+
+
+def _visible_run(request: Request, *, study_id: int, run_id: int) -> InferenceRun:
+    """The run, when its study is one the user may look at (404 otherwise: a clinician is not
+    told that another location's study exists)."""
+    run = get_object_or_404(
+        InferenceRun.objects.select_related("study"), pk=run_id, study_id=study_id
+    )
+    if not study_visible_to(request.user, study=run.study):
+        raise Http404("No such study among your locations'.")
+    return run
+
+
 class HeatmapView(APIView):
     """The key image with the model's heat map (PNG). Audited as a view of the study."""
 
-    permission_classes = [CanSeeWorklist]
+    permission_classes = [CanSeeImages]
 
     @extend_schema(responses={(200, "image/png"): bytes})
     def get(self, request: Request, study_id: int, run_id: int) -> HttpResponseBase:
-        run = get_object_or_404(InferenceRun, pk=run_id, study_id=study_id)
+        run = _visible_run(request, study_id=study_id, run_id=run_id)
         if not run.heatmap_path:
             return HttpResponse(status=404)
         audit_record(
@@ -189,3 +212,40 @@ class HeatmapView(APIView):
             open(storage.storage_path(run.heatmap_path), "rb"),  # noqa: SIM115 - closed by Django
             content_type="image/png",
         )
+
+
+class SliceHeatmapView(APIView):
+    """One slice's heat map as a transparent overlay (RGBA PNG) for the preview: the run's
+    activation map for that slice, scaled to the series' range. One audit record stands for a
+    user's heat maps of one run for AUDIT_BATCH_SECONDS."""
+
+    permission_classes = [CanSeeImages]
+
+    @extend_schema(responses={(200, "image/png"): bytes, 404: None})
+    def get(
+        self, request: Request, study_id: int, run_id: int, instance_uid: str
+    ) -> HttpResponseBase:
+        run = _visible_run(request, study_id=study_id, run_id=run_id)
+        order = [uid for uid, _ in run.slice_scores]
+        if not uid_is_valid(instance_uid) or instance_uid not in order:
+            return Response({"detail": "That instance is not a slice of this run."}, status=404)
+        try:
+            maps = maps_for_run(run)
+        except FileNotFoundError:
+            return Response({"detail": "This run kept no per-slice maps."}, status=404)
+        if maps.shape[0] != len(order):
+            return Response({"detail": "This run's maps do not match its slices."}, status=404)
+        audit_record_batched(
+            action="study.heatmap",
+            actor_id=acting_user_id(request.user),
+            channel="api",
+            study_id=study_id,
+            scope=f"run-{run.pk}",
+            remote_addr=client_address(request._request),
+        )
+        png = heat_overlay_png(
+            maps[order.index(instance_uid)], low=float(maps.min()), high=float(maps.max())
+        )
+        response = HttpResponse(png, content_type="image/png")
+        response["Cache-Control"] = "private, max-age=600"
+        return response

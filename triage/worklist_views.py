@@ -6,7 +6,7 @@ from typing import Any
 
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
@@ -23,6 +23,7 @@ from triage.reading import (
 )
 from triage.roles import Role, acting_user_id, role_required, user_has_role
 from triage.serializers import findings_of, viewer_url
+from triage.visibility import study_visible_to
 from worklist.models import Study, WorklistItem
 
 AWAITING_IMAGES = "awaiting_images"
@@ -64,8 +65,6 @@ def study_page(request: HttpRequest, study_id: int) -> HttpResponse:
     try:
         study = selectors.study_detail(study_id=study_id)
     except Study.DoesNotExist as missing:
-        from django.http import Http404
-
         raise Http404("No such study.") from missing
     audit_study_view(request=request, study_id=study.pk, channel="page")
     return render(
@@ -91,17 +90,19 @@ WINDOW_PRESETS: dict[str, list[tuple[str, int, int]]] = {
 DEFAULT_PRESETS = [("Soft tissue", 50, 400), ("Lung", -600, 1500), ("Bone", 500, 2000)]
 
 
-@role_required(Role.RADIOLOGIST, Role.ADMINISTRATOR)
+@role_required(Role.RADIOLOGIST, Role.ADMINISTRATOR, Role.CLINICIAN)
 def preview_page(request: HttpRequest, study_id: int) -> HttpResponse:
     """The preview viewer: the flagged (else the first) series as a stack of rendered frames,
-    the key slice first, window presets for the finding, the heat map on the key slice.
-    Labelled "preview - not for diagnosis"; opening it is a view of the study (audited)."""
+    the key slice first, window presets for the finding, the model's heat map on every slice.
+    For radiologists and administrators, and for clinicians the studies of their locations
+    (opened from their inbox). Labelled "preview - not for diagnosis"; opening it is a view of
+    the study (audited)."""
     try:
         study = selectors.study_detail(study_id=study_id)
     except Study.DoesNotExist as missing:
-        from django.http import Http404
-
         raise Http404("No such study.") from missing
+    if not study_visible_to(request.user, study=study):
+        raise Http404("No such study among your locations'.")
     runs = [run for run in study.inference_runs.all() if run.state == "complete"]
     run = max(runs, key=lambda r: (bool(r.flagged), r.score or 0.0), default=None)
     series = run.series if run is not None else study.series.order_by("series_number").first()
@@ -131,11 +132,13 @@ def preview_page(request: HttpRequest, study_id: int) -> HttpResponse:
             "key_index": instances.index(key) if key in instances else 0,
             "run": run,
             "finding_label": finding_spec(finding).label if finding in FINDINGS else "",
-            "heatmap_url": (
-                reverse("worklist-api:api-heatmap", args=[study.pk, run.pk])
-                if run is not None and run.heatmap_path
+            # Each slice's overlay is `heat_base` + its SOP Instance UID + ".png".
+            "heat_base": (
+                reverse("worklist-api:api-slice-heatmap", args=[study.pk, run.pk, "0"])[:-5]
+                if run is not None and run.slice_scores
                 else ""
             ),
+            "back_to_inbox": not user_has_role(request.user, Role.RADIOLOGIST, Role.ADMINISTRATOR),
             "presets": WINDOW_PRESETS.get(finding, DEFAULT_PRESETS),
             "suspicious": sorted(ranked),
             "suspicious_scores": {i: by_uid[instances[i]] for i in ranked},

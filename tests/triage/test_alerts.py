@@ -268,7 +268,7 @@ async def test_worklist_socket_pushes_item_changes(users):
 def test_the_inbox_names_the_patient_and_the_finding_in_words(users, clinician_in_ed, client):
     from datetime import date
 
-    from triage.views import patient_summary
+    from triage.serializers import patient_summary
 
     alert = raise_alert()
     patient = alert.study.patient

@@ -84,6 +84,10 @@ def test_dicomweb_client_searches_and_retrieves_what_was_stored(server, users, t
         assert ds.pixel_array.tobytes() == sent[ds.SOPInstanceUID].pixel_array.tobytes()
     one = client.retrieve_instance(uid, series_uid, value(instances[0], "00080018"))
     assert one.SOPInstanceUID == value(instances[0], "00080018")
+    # Raw frames: uncompressed pixel data, the stored bytes of that frame.
+    sop_uid = value(instances[0], "00080018")
+    [frame] = client.retrieve_instance_frames(uid, series_uid, sop_uid, frame_numbers=[1])
+    assert frame == sent[sop_uid].PixelData
     metadata = client.retrieve_series_metadata(uid, series_uid)
     assert len(metadata) == 4 and all("BulkDataURI" in item["7FE00010"] for item in metadata)
     assert all(value(item, "00100020") == "DW21" for item in metadata)
@@ -258,4 +262,54 @@ def test_rendered_frames_follow_the_window_and_viewport_asked_for(db, users, cli
     assert client.get(f"{url}/frames/2/rendered").status_code == 404
     assert "window must be" in client.get(f"{url}/rendered?window=wide").json()["detail"]
     assert client.get(f"{url}/rendered?viewport=0,10").status_code == 400
-    assert AuditEvent.objects.filter(action="dicomweb.rendered").count() >= 5
+    # Frames of one series are one view: one audit record stands for them all.
+    assert AuditEvent.objects.filter(action="dicomweb.rendered").count() == 1
+
+
+def test_frames_come_uncompressed_or_as_stored_on_request(db, users, client, tmp_path):
+    """An RLE-compressed two-frame instance: decoded to uncompressed bytes by default, the
+    stored fragments with `transfer-syntax=*`; frame lists and bad frame numbers."""
+    import numpy as np
+    from pydicom.encaps import generate_frames
+    from pydicom.uid import RLELossless
+
+    ct, _ = studies_write(tmp_path)
+    ds = pydicom.dcmread(ct[0])
+    pixels = np.stack([ds.pixel_array, ds.pixel_array[::-1]])
+    ds.NumberOfFrames = 2
+    ds.compress(RLELossless, pixels)
+    ds.save_as(ct[0])
+    assert ingest_file(ct[0]).status == 0
+    url = (
+        f"/dicomweb/studies/{ds.StudyInstanceUID}/series/{ds.SeriesInstanceUID}"
+        f"/instances/{ds.SOPInstanceUID}/frames"
+    )
+    client.force_login(users.radiologist)
+
+    def parts(response) -> list[bytes]:  # type: ignore[no-untyped-def]
+        assert response.status_code == 200, response.content
+        boundary = response["Content-Type"].split("boundary=")[1].encode()
+        chunks = response.content.split(b"--" + boundary)[1:-1]
+        return [chunk.split(b"\r\n\r\n", 1)[1][:-2] for chunk in chunks]
+
+    plain = client.get(
+        f"{url}/2,1", HTTP_ACCEPT='multipart/related; type="application/octet-stream"'
+    )
+    assert 'type="application/octet-stream"' in plain["Content-Type"]
+    assert parts(plain) == [pixels[1].astype("<u2").tobytes(), pixels[0].astype("<u2").tobytes()]
+    stored = client.get(
+        f"{url}/1", HTTP_ACCEPT='multipart/related; type="image/dicom-rle"; transfer-syntax=*'
+    )
+    assert 'type="image/dicom-rle"' in stored["Content-Type"]
+    assert parts(stored) == [next(generate_frames(ds.PixelData, number_of_frames=2))]
+    assert client.get(f"{url}/3").status_code == 404
+    assert "frame numbers" in client.get(f"{url}/0").json()["detail"]
+    assert "frame numbers" in client.get(f"{url}/1;2").json()["detail"]
+
+
+def test_includefield_takes_keywords_and_tags_and_refuses_the_unknown(db, users, client):
+    client.force_login(users.radiologist)
+    for good in ("all", "StudyDescription", "00081030,PatientAge"):
+        assert client.get(f"/dicomweb/studies?includefield={good}").status_code == 204
+    refused = client.get("/dicomweb/studies?includefield=NotAnAttribute")
+    assert refused.status_code == 400 and "NotAnAttribute" in refused.json()["detail"]

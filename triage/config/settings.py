@@ -263,6 +263,9 @@ OUTBOUND_ANSWER_SECONDS = float(os.environ.get("OUTBOUND_ANSWER_SECONDS", "10"))
 # DICOMweb QIDO-RS / WADO-RS for integration accounts (radiologists, administrators and, for
 # their locations, clinicians always may).
 DICOMWEB_INTEGRATION_READ = _env_bool("DICOMWEB_INTEGRATION_READ", False)
+# Scrolling a series in the preview asks for hundreds of rendered frames and heat maps: one
+# audit record stands for one user's requests on one series for this long (per process).
+AUDIT_BATCH_SECONDS = int(os.environ.get("AUDIT_BATCH_SECONDS", "300"))
 # HL7 in (manage.py hl7_listener): the peers allowed to send (addresses; open only in the demo)
 # and how HL7 order priorities (OBR-27.6 / TQ1-9) map to the worklist's.
 HL7_ALLOWED_PEERS = _env_list("HL7_ALLOWED_PEERS")

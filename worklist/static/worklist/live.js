@@ -165,6 +165,24 @@
     var link = text("a", "viewer", "Open study");
     link.href = "/worklist/studies/" + frame.study_id + "/";
     container.appendChild(link);
+    if (frame.preview_url) {
+      var preview = text("a", "viewer", "Open preview");
+      preview.href = frame.preview_url;
+      container.appendChild(preview);
+    }
+  }
+  // The patient is never in a socket frame: the banner asks the (audited) study API for it.
+  var patients = {};
+  function patientInto(element, frame) {
+    if (patients[frame.study_id]) { element.textContent = patients[frame.study_id]; return; }
+    fetch("/api/studies/" + frame.study_id + "/", { credentials: "same-origin", headers: { Accept: "application/json" } })
+      .then(function (response) { return response.ok ? response.json() : null; })
+      .then(function (study) {
+        if (!study) return;
+        patients[frame.study_id] = study.patient_summary;
+        element.textContent = study.patient_summary;
+      })
+      .catch(function () { /* shown without the name; the study page has it */ });
   }
 
   function renderBanner() {
@@ -194,7 +212,10 @@
         card.appendChild(image);
       }
       var body = document.createElement("div");
-      body.appendChild(text("h2", "", (frame.state === "escalated" ? "ESCALATED · " : "") + "AI flag: " + frame.label));
+      body.appendChild(text("h2", "", (frame.state === "escalated" ? "ESCALATED · " : "") + "AI flag: suspected " + frame.label.toLowerCase()));
+      var who = text("p", "patient", "");
+      body.appendChild(who);
+      patientInto(who, frame);
       body.appendChild(text("p", "", frame.modality + " · " + (frame.accession_number || "no accession") + " · " +
         (frame.patient_location || "location unknown") + (frame.score !== null ? " · score " + frame.score.toFixed(2) : "")));
       body.appendChild(text("p", "notice", frame.notice));

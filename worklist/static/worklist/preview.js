@@ -1,6 +1,7 @@
 // The preview viewer: a stack of server-rendered frames (WADO-RS rendered, windowed on the
 // server), prefetched around the current slice; wheel, arrow keys, slider and swipe scroll;
-// presets and drag set the window; the heat map overlays the key slice.
+// presets and drag set the window; each slice's heat map (a transparent overlay rendered on the
+// server from the run's activation maps) lies over exactly the image's rectangle.
 (function () {
   "use strict";
   var root = document.getElementById("preview");
@@ -18,21 +19,39 @@
   var heatToggle = document.getElementById("heat-toggle");
   var heatOpacity = document.getElementById("heat-opacity");
   var windowNow = document.getElementById("window-now");
+  var heatBase = root.dataset.heatBase || "";
   var cache = {};
+  var heatCache = {};
   var PREFETCH = 6;
 
   function url(i) {
     return base + uids[i] + "/rendered?window=" + Math.round(center) + "," + Math.max(1, Math.round(width)) + "&viewport=512,512";
   }
+  function heatUrl(i) { return heatBase + uids[i] + ".png"; }
+  function heatShown() { return !!(heat && heatToggle && heatToggle.checked); }
   function prefetch() {
     for (var d = 1; d <= PREFETCH; d++) {
       [index + d, index - d].forEach(function (i) {
         if (i < 0 || i >= uids.length) return;
         var u = url(i);
         if (!cache[u]) { var img = new Image(); img.src = u; cache[u] = img; }
+        if (heatShown() && !heatCache[i]) { var h = new Image(); h.src = heatUrl(i); heatCache[i] = h; }
       });
     }
   }
+  // The frame is fitted into the square stage keeping its aspect: the overlay covers the
+  // image's rectangle, not the letterbox.
+  function placeHeat() {
+    if (!heat || !frame.naturalWidth) return;
+    var box = frame.getBoundingClientRect();
+    var scale = Math.min(box.width / frame.naturalWidth, box.height / frame.naturalHeight);
+    var w = frame.naturalWidth * scale, h = frame.naturalHeight * scale;
+    heat.style.left = (box.width - w) / 2 + "px"; heat.style.top = (box.height - h) / 2 + "px";
+    heat.style.width = w + "px"; heat.style.height = h + "px";
+  }
+  frame.addEventListener("load", placeHeat);
+  window.addEventListener("resize", placeHeat);
+  if (heat) heat.addEventListener("error", function () { heat.hidden = true; });
   function show() {
     var u = url(index);
     frame.src = u;
@@ -42,7 +61,8 @@
     windowNow.textContent = "W " + Math.round(width) + " / L " + Math.round(center);
     root.dataset.index = String(index);
     if (heat) {
-      heat.hidden = !(index === key && heatToggle && heatToggle.checked);
+      heat.hidden = !heatShown();
+      if (heatShown()) heat.src = heatUrl(index);
       heat.style.opacity = String((heatOpacity ? heatOpacity.value : 60) / 100);
     }
     prefetch();
