@@ -8,7 +8,8 @@ three kinds of query (PatientID exact, AccessionNumber exact, StudyDate range wi
 100 each after a warm-up. WADO: the CT (512x512, 16-bit, explicit VR LE) stored here by the
 ingest service and in Orthanc by `storescu`; each retrieved whole as multipart/related, 3 times
 each, MB/s of body received. Rendered: 50 slices as PNG with a brain window, each fetched twice
-(first: cold; second: the file in the page cache, as a viewer's prefetch leaves it).
+(first: cold; second: the file in the page cache, as a viewer's prefetch leaves it), then as
+the preview asks for them (JPEG, viewport 512x512), and the same from Orthanc's DICOMweb.
 
 Run: .venv/bin/python bench/dicomweb.py [--json]
 Needs: Orthanc (Debian's orthanc + orthanc-dicomweb), DCMTK, PostgreSQL. The database
@@ -190,12 +191,21 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0915 - one linear ru
                 sizes[name] = received
         harness.say("dicomweb bench: rendered frames")
         instances = [pydicom.dcmread(p, stop_before_pixels=True).SOPInstanceUID for p in paths[:50]]
-        cold, warm = [], []
+        cold, warm, jpeg, theirs_jpeg = [], [], [], []
+        orthanc_rendered = f"http://127.0.0.1:{pacs.http_port}/dicom-web/studies/{study_uid}"
         for uid in instances:
             url = f"{ours}/studies/{study_uid}/series/{series_uid}/instances/{uid}/rendered"
             subprocess.run(["sync"], check=False)
             cold.append(timed(session, url, params={"window": "40,80"})[0] * 1000)
             warm.append(timed(session, url, params={"window": "40,80"})[0] * 1000)
+            # What the preview asks for: JPEG, fitted into 512x512 (a prefetched frame).
+            jpeg.append(timed(session, url, params={"window": "40,80", "viewport": "512,512",
+                              "accept": "image/jpeg"})[0] * 1000)  # fmt: skip
+            # The same from Orthanc (the commas literal: Orthanc 1.10 does not decode %2C).
+            theirs_jpeg.append(timed(
+                plain, f"{orthanc_rendered}/series/{series_uid}/instances/{uid}/rendered"
+                "?window=40,80,linear&viewport=512,512", headers={"Accept": "image/jpeg"},
+            )[0] * 1000)  # fmt: skip
         orthanc_version = pacs.version()
     finally:
         harness.stop_process(web)
@@ -213,7 +223,10 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0915 - one linear ru
         "wado_bytes": sizes,
         "wado_ratio_median": round(ours_mbs / theirs_mbs, 2),
         "rendered_ms": {"first": harness.spread(cold, ("n", "p50", "p95"), digits=1),
-                        "again": harness.spread(warm, ("n", "p50", "p95"), digits=1)},
+                        "again": harness.spread(warm, ("n", "p50", "p95"), digits=1),
+                        "jpeg_preview": harness.spread(jpeg, ("n", "p50", "p95"), digits=1),
+                        "orthanc_jpeg": harness.spread(theirs_jpeg, ("n", "p50", "p95"),
+                                                       digits=1)},
     }  # fmt: skip
     if args.json:
         print(json.dumps(report, indent=2))
@@ -231,6 +244,11 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0915 - one linear ru
     print(f"rendered PNG 512x512, brain window: first p50 {rendered['first']['p50']} ms, p95 "
           f"{rendered['first']['p95']} ms; again p50 {rendered['again']['p50']} ms, p95 "
           f"{rendered['again']['p95']} ms")  # fmt: skip
+    print(f"rendered JPEG 512x512 as the preview asks: p50 {rendered['jpeg_preview']['p50']} ms, "
+          f"p95 {rendered['jpeg_preview']['p95']} ms; Orthanc's p50 "
+          f"{rendered['orthanc_jpeg']['p50']} ms, p95 {rendered['orthanc_jpeg']['p95']} ms; "
+          f"ratio (theirs/ours, p50) "
+          f"{rendered['orthanc_jpeg']['p50'] / rendered['jpeg_preview']['p50']:.2f}")  # fmt: skip
     return 0
 
 

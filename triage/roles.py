@@ -26,9 +26,20 @@ class Role(StrEnum):
 def user_has_role(user: AbstractBaseUser | AnonymousUser | Any, *roles: Role) -> bool:
     if not getattr(user, "is_authenticated", False) or not getattr(user, "is_active", False):
         return False
-    names = {str(role) for role in roles}
-    groups = getattr(user, "groups", None)
-    return groups is not None and bool(groups.filter(name__in=names).exists())
+    return not role_names_of(user).isdisjoint(str(role) for role in roles)
+
+
+def role_names_of(user: Any) -> frozenset[str]:
+    """The user's group names, read once per user object (a request's, a socket's), as Django
+    caches permissions on it (`_perm_cache`): a page asks several role questions."""
+    cached: frozenset[str] | None = getattr(user, "_role_names_cache", None)
+    if cached is None:
+        groups = getattr(user, "groups", None)
+        cached = (
+            frozenset(groups.values_list("name", flat=True)) if groups is not None else frozenset()
+        )
+        user._role_names_cache = cached
+    return cached
 
 
 def roles_ensure() -> None:

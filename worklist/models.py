@@ -66,7 +66,12 @@ class Study(models.Model):
 
     class Meta:
         verbose_name_plural = "studies"
-        indexes = [models.Index(fields=["state", "last_instance_at"], name="study_quiet_idx")]
+        indexes = [
+            models.Index(fields=["state", "last_instance_at"], name="study_quiet_idx"),
+            # QIDO-RS: newest first, a page at a time; study date ranges.
+            models.Index(fields=["-first_received_at", "id"], name="study_received_idx"),
+            models.Index(fields=["study_date"], name="study_date_idx"),
+        ]
 
     def __str__(self) -> str:
         return f"Study #{self.pk} {self.study_instance_uid}"

@@ -24,7 +24,8 @@ from triage.alerts import (
 )
 from triage.config.asgi import application
 from triage.models import Alert, AuditEvent, StaffProfile
-from worklist.locations import location_is_emergency
+from worklist.locations import location_is_emergency, location_within_any, locations_q
+from worklist.models import Study
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -128,6 +129,23 @@ def test_a_location_that_only_starts_like_the_clinicians_is_not_theirs(users, cl
     with pytest.raises(AlertNotAllowed):
         alert_acknowledge(alert_id=education.pk, user=clinician_in_ed, screen="inbox")
     assert not location_is_emergency("EDUCATION-CENTRE") and location_is_emergency("ED 4")
+
+
+def test_the_database_matches_locations_by_the_same_rule(db):
+    """`locations_q` (studies a clinician may open, in SQL on PostgreSQL) agrees with
+    `location_within_any` on every location, edge cases included."""
+    locations = ["ED", "ed-resus-2", "ED 4", " ED", "ED_X", "ED.1", "EDUCATION-CENTRE", "EDX",
+                 "ED2", "MED", "ICU", "ICU-3", "", "E.D", "ED-"]  # fmt: skip
+    studies = {location: ready_study(location=location).study.pk for location in locations}
+    for prefixes in (["ED"], ["ed", "ICU"], ["E.D"], [], ["ED-"]):
+        in_sql = set(
+            Study.objects.filter(locations_q("patient_location", prefixes)).values_list(
+                "pk", flat=True
+            )
+        )
+        in_python = {pk for location, pk in studies.items()
+                     if location_within_any(location, prefixes)}  # fmt: skip
+        assert in_sql == in_python, prefixes
 
 
 async def test_clinicians_hear_of_confirm_first_findings_after_confirmation(users, clinician_in_ed):

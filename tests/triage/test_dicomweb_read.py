@@ -254,6 +254,9 @@ def test_rendered_frames_follow_the_window_and_viewport_asked_for(db, users, cli
     assert brain.tobytes() != bone.tobytes()  # the window changes the pixels
     assert max(picture("window=40,80&viewport=64,64").size) == 64
     assert picture("", accept="image/jpeg").format == "JPEG"
+    by_query = client.get(f"{url}/rendered?accept=image/jpeg", HTTP_ACCEPT="image/webp,*/*")
+    assert by_query["Content-Type"] == "image/jpeg"  # what an <img> element can ask for
+    assert client.get(f"{url}/rendered?accept=image/gif").status_code == 406
     frame = client.get(f"{url}/frames/1/rendered?window=40,80")
     assert (
         frame.status_code == 200

@@ -74,6 +74,16 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Several threads (listener, web, worker) share the demo's file: wait for the lock.
     DATABASES["default"]["OPTIONS"] = {"timeout": 30, "transaction_mode": "IMMEDIATE"}
     DATABASES["default"]["CONN_MAX_AGE"] = 0
+elif _env_bool("DATABASE_POOL", False):
+    # On in the ASGI server (asgi.py sets it): there each request's database work runs in a
+    # thread of its own, so a persistent connection is one per request, and opening it cost
+    # ~20 ms of each DICOMweb request (bench/dicomweb.py). A process-wide psycopg pool hands a
+    # connection over instead. Off in the listener and the workers, whose long-lived threads
+    # keep their own connection.
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+    DATABASES["default"]["OPTIONS"] = {
+        "pool": {"min_size": 1, "max_size": int(os.environ.get("DATABASE_POOL_SIZE", "10"))}
+    }
 
 INSTALLED_APPS = [
     "django.contrib.admin",

@@ -25,7 +25,7 @@
   var PREFETCH = 6;
 
   function url(i) {
-    return base + uids[i] + "/rendered?window=" + Math.round(center) + "," + Math.max(1, Math.round(width)) + "&viewport=512,512";
+    return base + uids[i] + "/rendered?window=" + Math.round(center) + "," + Math.max(1, Math.round(width)) + "&viewport=512,512&accept=image/jpeg";
   }
   function heatUrl(i) { return heatBase + uids[i] + ".png"; }
   function heatShown() { return !!(heat && heatToggle && heatToggle.checked); }
