@@ -17,6 +17,7 @@ from tests.conftest import ROOT, asgi_server_start, process_stop
 from tests.inference.test_worker_e2e import send_phantom
 from triage.findings import Finding
 from triage.models import Alert, StaffProfile
+from worklist.models import Study
 
 ARTIFACTS = ROOT / "test-artifacts"
 POSITIVE_SEED = 9_100_001  # a held-out hemorrhage phantom the shipped model flags
@@ -70,9 +71,13 @@ def test_radiologist_and_clinician_see_a_flag_arrive_live(
 
     banner = rad_page.locator("#alert-banner section.critical")
     expect(banner).to_have_count(1)
-    expect(banner).to_contain_text("Intracranial hemorrhage")
+    expect(banner).to_contain_text("suspected intracranial hemorrhage")
     expect(banner).to_contain_text("synthetic phantoms")
     expect(banner.locator("img.key-image")).to_be_visible()
+    # The patient, from the audited study API (never from the socket frame).
+    patient = Study.objects.get(study_instance_uid=positive).patient
+    expect(banner.locator(".patient")).to_contain_text(patient.patient_id)
+    expect(banner.get_by_role("link", name="Open preview")).to_be_visible()
     expect(rad_page.locator("#worklist tbody tr").first).to_have_attribute(
         "data-study-uid", positive
     )
