@@ -80,7 +80,9 @@ class JsonFrames(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
     answered with an error frame, and the socket stays open."""
 
     async def refuse(self, code: int) -> None:
-        """Close before accepting, and audit the denied socket (who, from where, which)."""
+        """Audit the denied socket (who, from where, which), then accept and close at once with
+        `code`: closed before the handshake completes, a browser would see only an HTTP 403
+        and close code 1006, never 4401 (sign in again) or 4403. Nothing is sent in between."""
         user = self.scope.get("user")
         client = self.scope.get("client") or ("", 0)
         await database_sync_to_async(audit_record)(
@@ -90,6 +92,7 @@ class JsonFrames(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
             remote_addr=ip_or_none(str(client[0] or "")),
             detail={"path": str(self.scope.get("path", ""))[:200], "status": code},
         )
+        await self.accept()
         await self.close(code=code)
 
     async def receive(
@@ -246,4 +249,5 @@ class UnknownSocket(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
     """Any other /ws/ path: refused with 4404, not a server error."""
 
     async def connect(self) -> None:
+        await self.accept()  # as `JsonFrames.refuse`: so that a browser sees the code
         await self.close(code=CLOSE_NOT_FOUND)

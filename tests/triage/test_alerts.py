@@ -47,6 +47,12 @@ async def connect(
         headers.append((b"cookie", await sync_to_async(session_cookie)(user)))
     communicator = WebsocketCommunicator(application, path, headers=headers)
     connected, code = await communicator.connect(timeout=5)
+    if connected and not await communicator.receive_nothing(timeout=0.2):
+        # Refused after the handshake (so that a browser sees the code): a close at once.
+        output = await communicator.receive_output(timeout=1)
+        if output["type"] == "websocket.close":
+            return communicator, False, output.get("code")
+        communicator.output_queue.put_nowait(output)  # a frame: give it back
     return communicator, connected, code
 
 
@@ -82,10 +88,32 @@ async def test_clinician_may_not_open_the_worklist_socket(users):
 
 
 async def test_foreign_origin_is_refused(users):
-    communicator, connected, _ = await connect(
-        "/ws/alerts/", users.radiologist, origin=(b"origin", b"http://evil.example")
-    )
-    assert connected is False
+    """Only the product's own origin: the same host with another port or scheme is another
+    site (Channels' host check let those through)."""
+    for origin in (b"http://evil.example", b"http://localhost:9999", b"https://localhost",
+                   b"null", b""):  # fmt: skip
+        communicator, connected, _ = await connect(
+            "/ws/alerts/", users.radiologist, origin=(b"origin", origin)
+        )
+        assert connected is False, origin
+    denied = await sync_to_async(AuditEvent.objects.filter)(action="access.denied",
+                                                            channel="socket")  # fmt: skip
+    assert await sync_to_async(denied.count)() == 5
+
+
+def test_origin_rule_follows_scheme_host_port_and_trusted_origins(settings):
+    from triage.socket_origin import origin_allowed
+
+    settings.ALLOWED_HOSTS = ["triage.example", "localhost"]
+    settings.CSRF_TRUSTED_ORIGINS = ["https://viewer.example"]
+    assert origin_allowed(origin="https://triage.example", host="triage.example", secure=True)
+    assert origin_allowed(origin="https://triage.example:443", host="triage.example", secure=True)
+    assert origin_allowed(origin="http://localhost:8000", host="localhost:8000", secure=False)
+    assert not origin_allowed(origin="http://triage.example", host="triage.example", secure=True)
+    assert not origin_allowed(origin="http://localhost:9999", host="localhost:8000", secure=False)
+    assert not origin_allowed(origin="http://other.example", host="other.example", secure=False)
+    assert origin_allowed(origin="https://viewer.example", host="triage.example", secure=True)
+    assert not origin_allowed(origin="javascript:alert(1)", host="localhost", secure=False)
 
 
 async def test_radiologist_receives_the_alert_frame_after_commit(users):

@@ -143,12 +143,29 @@ def test_an_alert_raised_by_the_worker_reaches_sockets_on_both_servers(
         process_stop(second)
 
 
-def test_unauthenticated_browser_socket_is_closed(asgi_server):
-    with pytest.raises(Exception) as refused:  # noqa: B017,PT011 - any close is a refusal here
+def test_a_browser_socket_hears_why_it_is_refused(asgi_server, users):
+    """Over a real server, as a browser meets it: signed out -> close code 4401 (the dashboard
+    reloads to sign in again), the wrong role -> 4403, an unknown path -> 4404; a page of another
+    origin (same host, another port) is refused at the handshake."""
+    from websockets.exceptions import ConnectionClosed, InvalidStatus
+
+    own = {"Origin": f"http://localhost:{asgi_server}"}
+    clinician = _session_cookie(users.clinician)
+    for path, headers, code in (
+        ("/ws/alerts/", own, 4401),
+        ("/ws/worklist/", {**own, "Cookie": clinician}, 4403),
+        ("/ws/unknown/", {**own, "Cookie": clinician}, 4404),
+    ):
         with ws_connect(
-            f"ws://localhost:{asgi_server}/ws/alerts/",
-            additional_headers={"Origin": f"http://localhost:{asgi_server}"},
-            open_timeout=10,
+            f"ws://localhost:{asgi_server}{path}", additional_headers=headers, open_timeout=10
         ) as socket:
-            socket.recv(timeout=5)
-    assert "4401" in str(refused.value) or "403" in str(refused.value)
+            with pytest.raises(ConnectionClosed) as closed:
+                socket.recv(timeout=5)
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == code, path
+    with pytest.raises(InvalidStatus) as refused:
+        ws_connect(
+            f"ws://localhost:{asgi_server}/ws/alerts/",
+            additional_headers={"Origin": "http://localhost:9999", "Cookie": clinician},
+            open_timeout=10,
+        )
+    assert refused.value.response.status_code == 403

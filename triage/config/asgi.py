@@ -12,7 +12,6 @@ os.environ.setdefault("DATABASE_POOL", "1")  # see DATABASES in the settings
 import django  # noqa: E402
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 from django.core.handlers.asgi import ASGIHandler  # noqa: E402
 
 
@@ -31,6 +30,7 @@ from django.conf import settings  # noqa: E402
 
 from triage.body_limit import RequestBodyLimit  # noqa: E402
 from triage.config.routing import websocket_urlpatterns  # noqa: E402
+from triage.socket_origin import SameOriginValidator  # noqa: E402
 
 http_app: Any = RequestBodyLimit(django_http)
 if settings.SERVE_STATIC:
@@ -52,8 +52,6 @@ if settings.SERVE_STATIC:
 application = ProtocolTypeRouter(
     {
         "http": http_app,
-        "websocket": AllowedHostsOriginValidator(
-            AuthMiddlewareStack(URLRouter(websocket_urlpatterns))
-        ),
+        "websocket": SameOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
     }
 )

@@ -22,7 +22,8 @@
     if (!indicator) return;
     var values = Object.keys(state).map(function (key) { return state[key]; });
     var live = values.every(function (value) { return value === "live" || value === "unused"; });
-    indicator.textContent = live ? "● Live" : "○ Reconnecting…";
+    var refused = values.some(function (value) { return value === "refused"; });
+    indicator.textContent = live ? "● Live" : refused ? "○ Not allowed for your role" : "○ Reconnecting…";
     indicator.className = "connection " + (live ? "live" : "down");
   }
 
@@ -41,6 +42,7 @@
         state[name] = "down";
         showConnection();
         if (event.code === 4401) { location.reload(); return; }  // session ended: sign in again
+        if (event.code === 4403 || event.code === 4404) { state[name] = "refused"; showConnection(); return; }
         setTimeout(open, delay);
         delay = Math.min(delay * 2, 10000);
       };
