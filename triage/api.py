@@ -68,12 +68,21 @@ class AcknowledgeView(_AlertAction):
         return alert_acknowledge(alert_id=alert_id, user=request.user, screen=screen)
 
 
+CanResolveAlerts = roles_permission(
+    Role.RADIOLOGIST, message="Only a radiologist can confirm or dismiss an AI alert."
+)
+
+
 class ConfirmView(_AlertAction):
+    permission_classes = [CanResolveAlerts]
+
     def act(self, request: Request, alert_id: int) -> Alert:
         return alert_resolve(alert_id=alert_id, user=request.user, confirmed=True)
 
 
 class DismissView(_AlertAction):
+    permission_classes = [CanResolveAlerts]
+
     def act(self, request: Request, alert_id: int) -> Alert:
         return alert_resolve(alert_id=alert_id, user=request.user, confirmed=False)
 
