@@ -7,6 +7,7 @@ association loop keeps serving.
 
 from __future__ import annotations
 
+import errno
 import logging
 import socket
 import socketserver
@@ -64,8 +65,11 @@ def handle_store(event: Event) -> int:
             expected_sop_instance_uid=str(request.AffectedSOPInstanceUID),
         )
         return result.status
-    except OSError:
-        logger.exception("cannot write received object from ae=%s", calling_ae)
+    except OSError as failure:
+        if failure.errno in (errno.ENOSPC, errno.EDQUOT):  # expected, and said once per object
+            logger.error("storage full: refused an object from ae=%s (0xA700)", calling_ae)
+        else:
+            logger.exception("cannot write received object from ae=%s", calling_ae)
         if staged is not None:
             storage.staged_file_discard(staged)
         return status.OUT_OF_RESOURCES
