@@ -294,6 +294,9 @@ class OutboundDestination(models.Model):
     name = models.CharField(max_length=64, unique=True)
     kind = models.CharField(max_length=8, choices=Kind.choices)
     ae_title = models.CharField(max_length=16, blank=True, help_text="DICOM: the called AE")
+    tls = models.BooleanField(
+        default=False, help_text="DICOM: over TLS (the PACS's certificate checked)"
+    )
     host = models.CharField(max_length=255, blank=True)
     port = models.PositiveIntegerField(null=True, blank=True)
     url = models.URLField(blank=True, help_text="STOW-RS: the DICOMweb base URL")

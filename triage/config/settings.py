@@ -228,6 +228,11 @@ DICOM_STORAGE_DIR = Path(
 DICOM_ALLOWED_AE_TITLES = _env_list("DICOM_ALLOWED_AE_TITLES")
 # An empty list means "any calling AE title": allowed in the embedded demo only.
 DICOM_OPEN_ACCESS = EMBEDDED and not DICOM_ALLOWED_AE_TITLES
+# DICOM TLS (PS3.15 B.9 secure transport): with a certificate and key (PEM) the listener speaks
+# TLS only; with a client CA it requires each sender's certificate to be signed by it.
+DICOM_TLS_CERTIFICATE = os.environ.get("DICOM_TLS_CERTIFICATE", "")
+DICOM_TLS_PRIVATE_KEY = os.environ.get("DICOM_TLS_PRIVATE_KEY", "")
+DICOM_TLS_CLIENT_CA = os.environ.get("DICOM_TLS_CLIENT_CA", "")
 STUDY_STABLE_SECONDS = float(os.environ.get("STUDY_STABLE_SECONDS", "8"))
 STOW_MAX_REQUEST_BYTES = int(os.environ.get("STOW_MAX_REQUEST_BYTES", str(2 * 1024**3)))
 STOW_MAX_PART_BYTES = int(os.environ.get("STOW_MAX_PART_BYTES", str(1024**3)))
@@ -260,6 +265,12 @@ OUTBOUND_DICOM = _env_list("OUTBOUND_DICOM")
 OUTBOUND_STOW = _env_list("OUTBOUND_STOW")
 OUTBOUND_STOW_TOKEN = os.environ.get("OUTBOUND_STOW_TOKEN", "")
 OUTBOUND_HL7 = _env_list("OUTBOUND_HL7")
+# DICOM destinations marked TLS (`tls:AE@HOST:PORT` in OUTBOUND_DICOM, or the destination's
+# TLS box): the PACS's certificate is checked against this CA (else the system's), and ours
+# (certificate and key, PEM) is presented when the PACS asks for one.
+OUTBOUND_DICOM_TLS_CA = os.environ.get("OUTBOUND_DICOM_TLS_CA", "")
+OUTBOUND_DICOM_TLS_CERTIFICATE = os.environ.get("OUTBOUND_DICOM_TLS_CERTIFICATE", "")
+OUTBOUND_DICOM_TLS_PRIVATE_KEY = os.environ.get("OUTBOUND_DICOM_TLS_PRIVATE_KEY", "")
 OUTBOUND_CALLING_AE_TITLE = os.environ.get("OUTBOUND_CALLING_AE_TITLE", "TRIAGE")
 OUTBOUND_RECEIVING_APPLICATION = os.environ.get("OUTBOUND_RECEIVING_APPLICATION", "RIS")
 # A message not delivered waits these seconds, then twice as long each time up to the maximum; a

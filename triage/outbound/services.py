@@ -28,6 +28,7 @@ from triage.outbound.errors import DeliveryDeferred, DeliveryRefused, ObjectNotB
 from triage.outbound.hl7_messages import PatientFacts, oru_build
 from triage.outbound.result import ResultFacts
 from worklist import storage
+from worklist.dicom.tls import sender_tls_context
 
 if TYPE_CHECKING:
     import pydicom
@@ -54,12 +55,13 @@ def destinations_seed() -> list[OutboundDestination]:
     updated (idempotent); a malformed entry raises ValueError naming it."""
     wanted: list[dict[str, Any]] = []
     for entry in settings.OUTBOUND_DICOM:
-        ae_title, _, address = entry.partition("@")
+        tls = entry.startswith("tls:")
+        ae_title, _, address = entry.removeprefix("tls:").partition("@")
         host, port = _host_port(address)
         if not ae_title or len(ae_title) > 16:
-            raise ValueError(f"OUTBOUND_DICOM expects AE@HOST:PORT, got {entry!r}")
+            raise ValueError(f"OUTBOUND_DICOM expects [tls:]AE@HOST:PORT, got {entry!r}")
         wanted.append({"name": f"dicom {entry}", "kind": "dicom", "ae_title": ae_title,
-                       "host": host, "port": port})  # fmt: skip
+                       "host": host, "port": port, "tls": tls})  # fmt: skip
     for url in settings.OUTBOUND_STOW:
         if not url.startswith(("http://", "https://")):
             raise ValueError(f"OUTBOUND_STOW expects http(s) URLs, got {url!r}")
@@ -266,6 +268,7 @@ def _transmit(message: OutboundMessage) -> None:
             port=int(destination.port or 0),
             called_ae=destination.ae_title,
             calling_ae=settings.OUTBOUND_CALLING_AE_TITLE,
+            tls=sender_tls_context() if destination.tls else None,
         )
 
 

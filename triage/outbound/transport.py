@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import ssl
 import urllib.error
 import urllib.request
 import uuid
@@ -30,15 +31,24 @@ def _answer_seconds() -> float:
 
 
 def dicom_store(
-    *, datasets: Sequence[Dataset], host: str, port: int, called_ae: str, calling_ae: str
+    *,
+    datasets: Sequence[Dataset],
+    host: str,
+    port: int,
+    called_ae: str,
+    calling_ae: str,
+    tls: ssl.SSLContext | None = None,
 ) -> None:
-    """C-STORE the datasets over one association; every one must be stored."""
+    """C-STORE the datasets over one association (over TLS with `tls`, the peer's certificate
+    checked for `host`); every one must be stored."""
     ae = AE(ae_title=calling_ae)
     ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = _answer_seconds()
     ae.connection_timeout = CONNECT_SECONDS
     for sop_class in sorted({str(ds.SOPClassUID) for ds in datasets}):
         ae.add_requested_context(sop_class, [ExplicitVRLittleEndian, ImplicitVRLittleEndian])
-    assoc = ae.associate(host, port, ae_title=called_ae)
+    assoc = ae.associate(
+        host, port, ae_title=called_ae, tls_args=(tls, host) if tls is not None else None
+    )
     if not assoc.is_established:
         if assoc.is_rejected:
             raise DeliveryRefused(f"{called_ae} rejected the association")

@@ -38,6 +38,7 @@ from worklist.dicom import status
 from worklist.dicom.header import part10_header
 from worklist.dicom.identifiers import ae_title_for_record
 from worklist.dicom.sop_classes import STORAGE_SOP_CLASSES, TRANSFER_SYNTAXES
+from worklist.dicom.tls import listener_tls_context
 from worklist.models import Instance
 from worklist.services.ingest import instance_ingest
 
@@ -122,6 +123,16 @@ class ListenerServer(ThreadedAssociationServer):
     ) -> None:
         self.shared_socket = shared_socket
         super().__init__(*args, **kwargs)
+
+    def get_request(self) -> tuple[socket.socket, tuple[str, int]]:
+        """Accept; over TLS, wrap without the handshake: it happens on the association's first
+        read, in its own thread, so a slow or silent client never holds up the accept loop."""
+        client, address = cast(socket.socket, self.socket).accept()
+        if self.ssl_context is not None:
+            client = self.ssl_context.wrap_socket(
+                client, server_side=True, do_handshake_on_connect=False
+            )
+        return client, address
 
     def server_bind(self) -> None:
         if self.shared_socket is not None:
@@ -238,11 +249,14 @@ def listener_start(
             evt_handlers=handlers,
             server_class=ListenerServer,
             shared_socket=shared_socket,
+            ssl_context=listener_tls_context(),
         ),
     )
     thread = threading.Thread(target=server.serve, name="dicom-listener", daemon=True)
     thread.start()
-    logger.info("DICOM listener %s on %s:%s", ae_title, host, port)
+    logger.info(
+        "DICOM listener %s on %s:%s%s", ae_title, host, port, " (TLS)" if server.ssl_context else ""
+    )
     return server
 
 
