@@ -21,6 +21,8 @@ from typing import Any
 from django.conf import settings
 from django.db.models import Count, Q, QuerySet
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema
 from rest_framework.authentication import SessionAuthentication, TokenAuthentication
 from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
@@ -316,7 +318,14 @@ def _json(items: list[dict[str, Any]]) -> HttpResponse:
     return JsonResponse(items, safe=False, content_type=DICOM_JSON)
 
 
+DICOM_JSON_LIST = {"type": "array", "items": {"type": "object"}}
+BINARY = OpenApiTypes.BINARY
+_SEARCH = {(200, DICOM_JSON): DICOM_JSON_LIST, 204: None}
+_RETRIEVE = {(200, "multipart/related"): BINARY}
+
+
 class QidoStudies(DicomwebRead):
+    @extend_schema(responses=_SEARCH)
     def get(self, request: Request) -> HttpResponse:
         condition, limit, offset = _matching(
             request.query_params,
@@ -364,6 +373,7 @@ class QidoStudies(DicomwebRead):
 
 
 class QidoSeries(DicomwebRead):
+    @extend_schema(responses=_SEARCH)
     def get(self, request: Request, study_uid: str) -> HttpResponse:
         study = self._study(request, study_uid)
         condition, limit, offset = _matching(
@@ -385,6 +395,7 @@ class QidoSeries(DicomwebRead):
 
 
 class QidoInstances(DicomwebRead):
+    @extend_schema(responses=_SEARCH)
     def get(self, request: Request, study_uid: str, series_uid: str | None = None) -> HttpResponse:
         study = self._study(request, study_uid)
         scope = Q(series__study=study)
@@ -464,6 +475,7 @@ def _accepts_dicom(request: Request) -> bool:
 class WadoRetrieve(DicomwebRead):
     """Study, series or instance as stored: multipart/related; type="application/dicom"."""
 
+    @extend_schema(responses=_RETRIEVE)
     def get(
         self,
         request: Request,
@@ -506,6 +518,7 @@ class WadoRetrieve(DicomwebRead):
 class WadoMetadata(WadoRetrieve):
     """The instances' headers as DICOM JSON; pixel data as a bulk data URI (the instance)."""
 
+    @extend_schema(responses={(200, DICOM_JSON): DICOM_JSON_LIST})
     def get(  # type: ignore[override]
         self,
         request: Request,
@@ -615,6 +628,7 @@ def frame_render(
 class WadoRendered(DicomwebRead):
     """`.../instances/{i}/rendered` and `.../frames/{n}/rendered`: PNG (default) or JPEG."""
 
+    @extend_schema(responses={(200, "image/png"): BINARY, (200, "image/jpeg"): BINARY})
     def get(
         self,
         request: Request,
@@ -755,6 +769,7 @@ class WadoFrames(DicomwebRead):
     """`.../instances/{i}/frames/{n[,m...]}`: the frames' pixel data as multipart/related;
     type="application/octet-stream" (uncompressed), or as stored on request."""
 
+    @extend_schema(responses=_RETRIEVE)
     def get(
         self, request: Request, study_uid: str, series_uid: str, instance_uid: str, frame: str
     ) -> HttpResponse:

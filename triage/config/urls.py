@@ -56,3 +56,6 @@ urlpatterns = [
     path("alerts/<int:alert_id>/ack/", alert_views.inbox_acknowledge, name="inbox-ack"),
     path("dicomweb/", include((dicomweb_urls, "dicomweb"))),
 ]
+
+handler404 = "triage.error_pages.not_found"
+handler400 = "triage.error_pages.bad_request"
