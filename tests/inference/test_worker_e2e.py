@@ -242,6 +242,7 @@ def _processed_exactly_once(done: Study) -> InferenceRun:
     return run
 
 
+@pytest.mark.drill
 def test_worker_killed_mid_task_leaves_the_study_processed_exactly_once(
     transactional_db, tmp_path, users
 ):
@@ -254,6 +255,7 @@ def test_worker_killed_mid_task_leaves_the_study_processed_exactly_once(
     _processed_exactly_once(done)
 
 
+@pytest.mark.drill
 @pytest.mark.parametrize("broker", [REDIS_BROKER, RABBITMQ_BROKER], ids=["redis", "rabbitmq"])
 def test_worker_killed_mid_task_is_recovered_in_seconds_whatever_the_visibility_timeout(
     transactional_db, tmp_path, users, broker

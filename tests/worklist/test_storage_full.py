@@ -33,6 +33,7 @@ def _stored_files(store: Path) -> set[str]:
     return {str(path.relative_to(store)) for path in (store / "studies").rglob("*.dcm")}
 
 
+@pytest.mark.drill
 def test_a_full_store_answers_out_of_resources_and_recovers(transactional_db, tmp_path):
     store = tmp_path / "store"
     store.mkdir()
