@@ -111,7 +111,7 @@ DAY = 1440.0
 
 # Goals from the issue (reported, not asserted).
 TP_MEAN_RATIO_GOAL = 0.5
-MAX_WAIT_RATIO_GOAL = 1.1
+ED_MAX_WAIT_RATIO_GOAL = 1.1  # the longest wait of an ED-location study, ranked / FIFO
 
 
 @dataclass(frozen=True)
@@ -483,6 +483,7 @@ GROUPS: tuple[tuple[str, str], ...] = (
     ("false_positive", "AI false positives"),
     ("ed", "ED location"),
     ("non_ed", "not ED location"),
+    *((f"priority_{p.lower()}", f"{p} orders") for p in PRIORITIES),
     ("all", "all studies"),
 )
 
@@ -496,8 +497,13 @@ def group_masks(scenario: Scenario) -> dict[str, np.ndarray]:
         "false_positive": ~scenario.truth & flagged,
         "ed": scenario.is_ed,
         "non_ed": ~scenario.is_ed,
+        **{f"priority_{p.lower()}": scenario.priority == i for i, p in enumerate(PRIORITIES)},
         "all": np.ones(len(scenario), dtype=bool),
     }
+
+
+# The groups the fairness goal is stated over: no group has more late studies ranked than FIFO.
+FAIRNESS_GROUPS = ("ed", "non_ed", *(f"priority_{p.lower()}" for p in PRIORITIES))
 
 
 def replay(
@@ -527,6 +533,7 @@ def replay(
     result["counts"] = {name: int(mask.sum()) for name, mask in masks.items()}
     groups: dict[str, dict[str, Any]] = {}
     tp_sums: dict[str, float] = {}
+    beyond: dict[str, int] = {}
     for policy in POLICIES:
         reading = simulate(scenario, policy=policy, radiologists=radiologists)
         waits = reading.waits(scenario)
@@ -536,6 +543,9 @@ def replay(
             np.where(scenario.flagged, scenario.flag_deadline, np.inf),
         )
         late = reading.start > deadline
+        # Beyond its class target: started later than its priority / ED target allows (flags
+        # aside), counted where the day's offered load was below 1 (the queue could keep up).
+        beyond[policy] = int((reading.start > scenario.base_deadline).sum())
         groups[policy] = {
             name: {**_stats(waits[mask]), "late": int((late & mask).sum())}
             for name, mask in masks.items()
@@ -570,13 +580,27 @@ def replay(
     )
     result["tp_mean_ratio"] = _ratio(ranked["tp"]["mean"], fifo["tp"]["mean"])
     result["max_wait_ratio"] = _ratio(ranked["all"]["max"], fifo["all"]["max"])
+    result["ed_max_wait_fifo"] = fifo["ed"]["max"]
+    result["ed_max_wait_ranked"] = ranked["ed"]["max"]
+    result["ed_max_wait_ratio"] = _ratio(ranked["ed"]["max"], fifo["ed"]["max"])
+    result["late_fifo"] = {name: fifo[name]["late"] for name in FAIRNESS_GROUPS}
+    result["late_ranked"] = {name: ranked[name]["late"] for name in FAIRNESS_GROUPS}
+    under_capacity = result["offered_load"] < 1.0
+    result["beyond_target_fifo"] = beyond["fifo"] if under_capacity else None
+    result["beyond_target_ranked"] = beyond["ranked"] if under_capacity else None
     result["goal_tp_mean_halved"] = (
         None if result["tp_mean_ratio"] is None else result["tp_mean_ratio"] <= TP_MEAN_RATIO_GOAL
     )
-    result["goal_max_wait_within_10pct"] = (
+    result["goal_no_group_later"] = all(
+        result["late_ranked"][name] <= result["late_fifo"][name] for name in FAIRNESS_GROUPS
+    )
+    result["goal_ed_max_within_10pct"] = (
         None
-        if result["max_wait_ratio"] is None
-        else result["max_wait_ratio"] <= MAX_WAIT_RATIO_GOAL
+        if result["ed_max_wait_ratio"] is None
+        else result["ed_max_wait_ratio"] <= ED_MAX_WAIT_RATIO_GOAL
+    )
+    result["goal_none_beyond_target"] = (
+        None if result["beyond_target_ranked"] is None else result["beyond_target_ranked"] == 0
     )
     # Raw sums so several seeds can be pooled (sum of waits / number of studies).
     result["tp_wait_sum"] = tp_sums
@@ -595,6 +619,12 @@ def seeds_summary(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """The distribution over seeds of the two goal ratios, and the pooled true-positive ratio."""
     tp_ratios = [run["tp_mean_ratio"] for run in runs]
     max_ratios = [run["max_wait_ratio"] for run in runs]
+    ed_ratios = [run["ed_max_wait_ratio"] for run in runs]
+    late = {
+        policy: {name: sum(run[f"late_{policy}"][name] for run in runs) for name in FAIRNESS_GROUPS}
+        for policy in POLICIES
+    }
+    counted = [run for run in runs if run["beyond_target_ranked"] is not None]
     tp_counts = sum(run["counts"]["tp"] for run in runs)
     pooled = {
         policy: (sum(run["tp_wait_sum"][policy] for run in runs) / tp_counts if tp_counts else None)
@@ -606,15 +636,18 @@ def seeds_summary(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
         "tp_mean_ratio": _spread(tp_ratios),
         "max_wait_ratio": _spread(max_ratios),
         "tp_goal_met": sum(1 for r in tp_ratios if r is not None and r <= TP_MEAN_RATIO_GOAL),
-        "max_goal_met": sum(1 for r in max_ratios if r is not None and r <= MAX_WAIT_RATIO_GOAL),
-        "both_goals_met": sum(
-            1
-            for t, m in zip(tp_ratios, max_ratios, strict=True)
-            if t is not None
-            and m is not None
-            and t <= TP_MEAN_RATIO_GOAL
-            and m <= MAX_WAIT_RATIO_GOAL
+        "ed_max_wait_ratio": _spread(ed_ratios),
+        "ed_max_goal_met": sum(
+            1 for r in ed_ratios if r is not None and r <= ED_MAX_WAIT_RATIO_GOAL
         ),
+        "no_group_later_met": sum(1 for run in runs if run["goal_no_group_later"]),
+        "late_fifo": late["fifo"],
+        "late_ranked": late["ranked"],
+        "days_under_capacity": len(counted),
+        "beyond_target_fifo": sum(run["beyond_target_fifo"] for run in counted),
+        "beyond_target_ranked": sum(run["beyond_target_ranked"] for run in counted),
+        "ed_max_wait_fifo": max((run["ed_max_wait_fifo"] or 0.0) for run in runs),
+        "ed_max_wait_ranked": max((run["ed_max_wait_ranked"] or 0.0) for run in runs),
         "pooled_tp_mean_wait_fifo": None if pooled["fifo"] is None else round(pooled["fifo"], 3),
         "pooled_tp_mean_wait_ranked": (
             None if pooled["ranked"] is None else round(pooled["ranked"], 3)
@@ -768,9 +801,22 @@ def report_print(report: dict[str, Any]) -> None:
         f"(ratio {run['tp_mean_ratio']})  {_goal(run['goal_tp_mean_halved'])}"
     )
     print(
-        f"goal: longest wait, ranked <= {MAX_WAIT_RATIO_GOAL} x FIFO: "
-        f"{_minutes(run['max_wait_ranked'])} vs {_minutes(run['max_wait_fifo'])} min "
-        f"(ratio {run['max_wait_ratio']})  {_goal(run['goal_max_wait_within_10pct'])}"
+        f"goal: longest wait of an ED-location study, ranked <= {ED_MAX_WAIT_RATIO_GOAL} x FIFO: "
+        f"{_minutes(run['ed_max_wait_ranked'])} vs {_minutes(run['ed_max_wait_fifo'])} min "
+        f"(ratio {run['ed_max_wait_ratio']})  {_goal(run['goal_ed_max_within_10pct'])}"
+    )
+    print(
+        "goal: no group has more late studies ranked than FIFO: "
+        + ", ".join(
+            f"{name} {run['late_ranked'][name]}/{run['late_fifo'][name]}"
+            for name in FAIRNESS_GROUPS
+        )  # fmt: skip
+        + f"  {_goal(run['goal_no_group_later'])}"
+    )
+    print(
+        f"goal: no study beyond its class target (offered load < 1): ranked "
+        f"{run['beyond_target_ranked']}, FIFO {run['beyond_target_fifo']}  "
+        f"{_goal(run['goal_none_beyond_target'])}"
     )
     summary = report.get("seeds_summary")
     if not summary or len(summary["seeds"]) < 2:
@@ -784,10 +830,10 @@ def report_print(report: dict[str, Any]) -> None:
     for label, ratios, met, goal in (
         ("TP critical mean wait", summary["tp_mean_ratio"], summary["tp_goal_met"], "<= 0.5"),
         (
-            "longest wait (all studies)",
-            summary["max_wait_ratio"],
-            summary["max_goal_met"],
-            "<= 1.1",
+            "longest ED-location wait",
+            summary["ed_max_wait_ratio"],
+            summary["ed_max_goal_met"],
+            f"<= {ED_MAX_WAIT_RATIO_GOAL}",
         ),
     ):
         cells = " ".join(
@@ -795,7 +841,18 @@ def report_print(report: dict[str, Any]) -> None:
             for k in ("min", "p10", "median", "p90", "max")
         )
         print(f"  {label:<28} {cells}   {met}/{total} ({goal})")
-    print(f"  both goals met in {summary['both_goals_met']}/{total} seeds")
+    print(
+        f"  no group later ranked than FIFO on {summary['no_group_later_met']}/{total} days; "
+        "late studies over all days, ranked/FIFO: "
+        + ", ".join(
+            f"{name} {summary['late_ranked'][name]}/{summary['late_fifo'][name]}"
+            for name in FAIRNESS_GROUPS
+        )  # fmt: skip
+    )
+    print(
+        f"  beyond the class target ({summary['days_under_capacity']} days with offered load "
+        f"< 1): ranked {summary['beyond_target_ranked']}, FIFO {summary['beyond_target_fifo']}"
+    )
     print(
         f"  pooled over seeds ({summary['tp_studies']} TP critical studies): mean wait FIFO "
         f"{_minutes(summary['pooled_tp_mean_wait_fifo'])}, ranked "
@@ -913,6 +970,7 @@ def run(args: argparse.Namespace) -> int:
         for seed in range(args.seed, args.seed + args.seeds)
     ]
     first = runs[0]
+    summary = seeds_summary(runs)
     report: dict[str, Any] = {
         **{key: value for key, value in first.items() if key not in ("waits", "counts")},
         "assumptions": assumptions(
@@ -934,7 +992,7 @@ def run(args: argparse.Namespace) -> int:
             for point in points.values()
         ],
         "run": first,
-        "seeds_summary": seeds_summary(runs),
+        "seeds_summary": summary,
         "per_seed": [
             {
                 "seed": run["seed"],
@@ -944,10 +1002,28 @@ def run(args: argparse.Namespace) -> int:
                 "max_wait_ratio": run["max_wait_ratio"],
                 "max_wait_fifo": run["max_wait_fifo"],
                 "max_wait_ranked": run["max_wait_ranked"],
+                "ed_max_wait_ratio": run["ed_max_wait_ratio"],
+                "late_fifo": run["late_fifo"],
+                "late_ranked": run["late_ranked"],
+                "beyond_target_ranked": run["beyond_target_ranked"],
             }
             for run in runs
         ],
     }
+    # The headline keys are over every seeded day (the first day's are under "run").
+    report.update(
+        seeds=len(runs),
+        tp_mean_wait_fifo=summary["pooled_tp_mean_wait_fifo"],
+        tp_mean_wait_ranked=summary["pooled_tp_mean_wait_ranked"],
+        tp_mean_ratio_median=summary["tp_mean_ratio"]["median"],
+        tp_mean_ratio_pooled=summary["pooled_tp_mean_ratio"],
+        ed_max_wait_fifo=summary["ed_max_wait_fifo"],
+        ed_max_wait_ranked=summary["ed_max_wait_ranked"],
+        late_fifo=summary["late_fifo"],
+        late_ranked=summary["late_ranked"],
+        beyond_target_fifo=summary["beyond_target_fifo"],
+        beyond_target_ranked=summary["beyond_target_ranked"],
+    )
     report["seconds"] = round(time.perf_counter() - began, 3)
     return report_output(report, as_json=args.json, table=report_print)
 

@@ -302,6 +302,27 @@ def test_json_output_has_the_agreed_keys(capsys: pytest.CaptureFixture[str]) -> 
     assert report["seed"] == 4
     assert report["seeds_summary"]["seeds"] == [4, 5, 6]
     assert len(report["per_seed"]) == 3
+    # The fairness goals' figures, over all the seeded days (issue: "a fair queue").
+    for key in ("ed_max_wait_fifo", "ed_max_wait_ranked"):
+        assert isinstance(report[key], float)
+    groups = {"ed", "non_ed", "priority_stat", "priority_high", "priority_routine"}
+    for key in ("late_fifo", "late_ranked"):
+        assert set(report[key]) == groups
+        # The sum over days of each day's count.
+        assert report[key]["ed"] == sum(day[key]["ed"] for day in report["per_seed"])
+    assert isinstance(report["beyond_target_ranked"], int)
+    assert report["beyond_target_ranked"] == sum(
+        day["beyond_target_ranked"] or 0 for day in report["per_seed"]
+    )
+
+
+def test_a_study_past_its_class_target_is_counted_late_and_beyond() -> None:
+    """Two routine ED studies, one radiologist, reads longer than the ED target: the second
+    starts past its 60-minute target under both policies, so it is late and beyond target."""
+    s = scenario(study(0.0, 90.0, ed=True), study(1.0, 5.0, ed=True))
+    for policy in ("fifo", "ranked"):
+        reading = sim.simulate(s, policy=policy, radiologists=1)
+        assert int((reading.start > s.base_deadline).sum()) == 1
 
 
 def test_table_output_runs(capsys: pytest.CaptureFixture[str]) -> None:
