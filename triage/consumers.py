@@ -144,6 +144,10 @@ class AlertConsumer(JsonFrames):
             for frame in await self._frames(after_seq=after):
                 await self._send_once(frame)
         elif kind == "resync":
+            # Join the groups again (idempotent): membership lapses after the layer's group
+            # expiry (a day) and is lost when Redis restarts; the dashboard resyncs every 30 s.
+            for group in self.groups_joined:
+                await self.channel_layer.group_add(group, self.channel_name)
             for frame in await self._frames(open_only=True):
                 await self._send_once(frame, force=True)
             for frame in await self._recent_digests():
@@ -233,6 +237,7 @@ class WorklistConsumer(JsonFrames):
 
     async def receive_json(self, content: Any, **kwargs: Any) -> None:
         if isinstance(content, dict) and content.get("type") == "resync":
+            await self.channel_layer.group_add(broadcast.GROUP_WORKLIST, self.channel_name)
             await self.send_json({"type": "items", "item_ids": await self._item_ids()})
         else:
             await self.send_json({"type": "error", "detail": "unknown message type"})

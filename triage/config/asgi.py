@@ -25,6 +25,12 @@ class DjangoHttp(ASGIHandler):
 
 django.setup(set_prefix=False)
 django_http = DjangoHttp()
+# Load the URL configuration (and every view module it imports) now, not on the first
+# `reverse()`: that is inside the first alert frame a socket sends, which waited ~2 s for the
+# imports (tests/triage/test_redis_restart.py found it).
+from django.urls import get_resolver  # noqa: E402
+
+get_resolver().url_patterns  # noqa: B018 - evaluated for its imports
 
 from django.conf import settings  # noqa: E402
 
