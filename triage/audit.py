@@ -71,15 +71,31 @@ def audit_record_batched(
 
     seconds = int(settings.AUDIT_BATCH_SECONDS)
     key = f"audit-batch:{action}:{actor_id}:{study_id}:{scope}"
-    if seconds > 0 and not cache.add(key, 1, timeout=seconds):
+    if seconds > 0 and cache.get(key) is not None:
         return None
-    return audit_record(
+    event = audit_record(
         action=action,
         actor_id=actor_id,
         channel=channel,
         study_id=study_id,
         remote_addr=remote_addr,
         detail={**(detail or {}), "scope": scope, "covers_seconds": seconds},
+    )
+    if seconds > 0:  # marked only once the record exists: a failed insert is tried again
+        cache.set(key, event.pk, timeout=seconds)
+    return event
+
+
+def audit_location_denied(*, request: HttpRequest, study_id: int, channel: str) -> None:
+    """A study outside a clinician's locations is answered 404 (not told it exists), which the
+    middleware below does not see: recorded here as the denied access it is."""
+    audit_record(
+        action="access.denied",
+        actor_id=request.user.pk,
+        channel=channel,
+        study_id=study_id,
+        remote_addr=client_address(request),
+        detail={"path": request.path[:200], "status": 404, "reason": "location"},
     )
 
 

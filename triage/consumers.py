@@ -98,6 +98,11 @@ class JsonFrames(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
     async def receive(
         self, text_data: str | None = None, bytes_data: bytes | None = None, **kwargs: Any
     ) -> None:
+        # A socket lives for days: its user's roles are read again for each message (the
+        # per-object cache of `role_names_of` is for one request).
+        user = self.scope.get("user")
+        if user is not None:
+            user.__dict__.pop("_role_names_cache", None)
         if text_data is None or len(text_data) > MAX_FRAME_CHARACTERS:
             await self.send_json(
                 {"type": "error", "detail": "frames are JSON text of at most 64 KiB"}

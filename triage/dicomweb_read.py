@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import asyncio
 import re
+import threading
 import uuid
 from collections.abc import AsyncIterator, Generator, Iterator
 from pathlib import Path
 from typing import Any
 
 from django.conf import settings
+from django.db import connection as db_connection
 from django.db.models import Count, Q, QuerySet
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
@@ -40,7 +42,9 @@ CHUNK = 1024 * 1024
 BATCH = 2 * CHUNK  # read per trip to a worker thread when streaming a retrieve
 MAX_LIMIT = 1000
 STRUCTURED_REPORTS = "1.2.840.10008.5.1.4.1.1.88."
-_DATE = re.compile(r"\d{8}")
+_DATE = re.compile(r"[0-9]{8}")
+# ASCII digits only: str.isdigit() also takes "²", which int() then refuses.
+_DIGITS = re.compile(r"[0-9]{1,9}")
 
 
 class BadQuery(ValueError):
@@ -216,7 +220,7 @@ def _matching(
         value = values[-1]
         if key in _CONTROL:
             if key in ("limit", "offset"):
-                if not value.isdigit():
+                if not _DIGITS.fullmatch(value):
                     raise BadQuery(f"{key} must be a whole number")
                 if key == "limit":
                     limit = min(int(value), MAX_LIMIT)
@@ -429,16 +433,18 @@ async def _multipart(parts: list[tuple[Path, str]], boundary: str) -> AsyncItera
     the rate, bench/dicomweb.py), so memory stays bounded whatever the study's size. An async
     iterator: under ASGI, Django would gather a synchronous one whole into memory first."""
     pieces = _multipart_pieces(parts, boundary)
+    reading = threading.Lock()  # held while a worker thread is inside `pieces`
     loop = asyncio.get_running_loop()
     # The next batch is read while this one is sent (two batches in memory at most).
-    ahead = loop.run_in_executor(None, _batch, pieces)
+    ahead = loop.run_in_executor(None, _batch, pieces, reading)
     try:
         while batch := await ahead:
-            ahead = loop.run_in_executor(None, _batch, pieces)
+            ahead = loop.run_in_executor(None, _batch, pieces, reading)
             yield b"".join(batch)
     finally:
-        await asyncio.wait([ahead])  # the generator is not closed under a reading thread
-        pieces.close()  # a client gone mid-retrieve: the open file is closed now
+        # A client gone mid-retrieve (or the end): close the open file, in a thread, once no
+        # read is under way (cancelling `ahead` does not stop a read already running).
+        loop.run_in_executor(None, _close_after_read, pieces, reading)
 
 
 def _multipart_pieces(parts: list[tuple[Path, str]], boundary: str) -> Generator[bytes]:
@@ -455,14 +461,20 @@ def _multipart_pieces(parts: list[tuple[Path, str]], boundary: str) -> Generator
     yield f"--{boundary}--\r\n".encode("ascii")
 
 
-def _batch(pieces: Iterator[bytes]) -> list[bytes]:
+def _batch(pieces: Iterator[bytes], reading: threading.Lock) -> list[bytes]:
     batch, size = [], 0
-    for piece in pieces:
-        batch.append(piece)
-        size += len(piece)
-        if size >= BATCH:
-            break
+    with reading:
+        for piece in pieces:
+            batch.append(piece)
+            size += len(piece)
+            if size >= BATCH:
+                break
     return batch
+
+
+def _close_after_read(pieces: Generator[bytes], reading: threading.Lock) -> None:
+    with reading:
+        pieces.close()
 
 
 def _accepts_dicom(request: Request) -> bool:
@@ -499,6 +511,10 @@ class WadoRetrieve(DicomwebRead):
             _multipart(parts, boundary),
             content_type=f'multipart/related; type="application/dicom"; boundary={boundary}',
         )
+        # Streaming a study takes a while and needs no database: hand the connection back (to
+        # the ASGI server's pool) now, not when the last byte has gone.
+        if not db_connection.in_atomic_block:
+            db_connection.close()
         return response
 
     def _instances(
@@ -578,7 +594,7 @@ def _viewport_param(raw: str | None) -> tuple[int, int] | None:
     if not raw:
         return None
     parts = raw.split(",")
-    if len(parts) < 2 or not parts[0].isdigit() or not parts[1].isdigit():
+    if len(parts) < 2 or not _DIGITS.fullmatch(parts[0]) or not _DIGITS.fullmatch(parts[1]):
         raise BadQuery("viewport must be rows,columns")
     rows, columns = int(parts[0]), int(parts[1])
     if not (0 < rows <= MAX_VIEWPORT and 0 < columns <= MAX_VIEWPORT):
@@ -640,7 +656,7 @@ class WadoRendered(DicomwebRead):
         import io
 
         study = self._study(request, study_uid)
-        if not frame.isdigit():
+        if not _DIGITS.fullmatch(frame):
             raise BadQuery("the frame number must be a whole number")
         instance = (
             Instance.objects.filter(
@@ -699,11 +715,18 @@ _FRAME_MEDIA = {
 _NATIVE = {"1.2.840.10008.1.2", "1.2.840.10008.1.2.1"}  # little endian: the same pixel bytes
 
 
+MAX_FRAMES_PER_REQUEST = 256
+
+
 def _frame_numbers(raw: str) -> list[int]:
     numbers = [part.strip() for part in raw.split(",")]
-    if not numbers or not all(part.isdigit() and 0 < int(part) < 100_000 for part in numbers):
+    if not numbers or not all(_DIGITS.fullmatch(part) and 0 < int(part) < 100_000
+                              for part in numbers):  # fmt: skip
         raise BadQuery("frames must be one or more frame numbers (1, 2, ...), comma-separated")
-    return [int(part) for part in numbers]
+    unique = list(dict.fromkeys(int(part) for part in numbers))
+    if len(unique) > MAX_FRAMES_PER_REQUEST:
+        raise BadQuery(f"at most {MAX_FRAMES_PER_REQUEST} frames per request")
+    return unique
 
 
 def _wants_stored(accept: str, *, stored: str) -> bool:

@@ -11,12 +11,12 @@ MACHINE_PATHS = ("/api/", "/dicomweb/")
 
 
 def not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
-    if request.path.startswith(MACHINE_PATHS):
+    if request.path_info.startswith(MACHINE_PATHS):
         return JsonResponse({"detail": "Not found."}, status=404)
     return defaults.page_not_found(request, exception)
 
 
 def bad_request(request: HttpRequest, exception: Exception) -> HttpResponse:
-    if request.path.startswith(MACHINE_PATHS):
+    if request.path_info.startswith(MACHINE_PATHS):
         return JsonResponse({"detail": "Bad request."}, status=400)
     return defaults.bad_request(request, exception)

@@ -48,7 +48,8 @@ def origin_allowed(*, origin: str, host: str, secure: bool) -> bool:
     if not name or not validate_host(name, settings.ALLOWED_HOSTS):
         return False
     scheme = "https" if secure else "http"
-    ours = (scheme, name.lower(), int(port) if port.isdigit() else DEFAULT_PORTS[scheme])
+    bare = name.lower().removeprefix("[").removesuffix("]")  # urlsplit's hostname has no []
+    ours = (scheme, bare, int(port) if port.isascii() and port.isdigit() else DEFAULT_PORTS[scheme])
     return theirs == ours
 
 

@@ -16,7 +16,13 @@ from inference.models import InferenceRun
 from inference.pipeline import heat_overlay_png
 from inference.selectors import maps_for_run
 from triage import selectors
-from triage.audit import audit_record, audit_record_batched, audit_study_view, client_address
+from triage.audit import (
+    audit_location_denied,
+    audit_record,
+    audit_record_batched,
+    audit_study_view,
+    client_address,
+)
 from triage.reading import (
     ClaimConflict,
     worklist_item_claim,
@@ -186,6 +192,7 @@ def _visible_run(request: Request, *, study_id: int, run_id: int) -> InferenceRu
         InferenceRun.objects.select_related("study"), pk=run_id, study_id=study_id
     )
     if not study_visible_to(request.user, study=run.study):
+        audit_location_denied(request=request._request, study_id=study_id, channel="api")
         raise Http404("No such study among your locations'.")
     return run
 

@@ -13,7 +13,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
 from triage import selectors
-from triage.audit import audit_study_view
+from triage.audit import audit_location_denied, audit_study_view
 from triage.findings import FINDINGS, finding_spec
 from triage.reading import (
     ClaimConflict,
@@ -102,6 +102,7 @@ def preview_page(request: HttpRequest, study_id: int) -> HttpResponse:
     except Study.DoesNotExist as missing:
         raise Http404("No such study.") from missing
     if not study_visible_to(request.user, study=study):
+        audit_location_denied(request=request, study_id=study.pk, channel="viewer")
         raise Http404("No such study among your locations'.")
     runs = [run for run in study.inference_runs.all() if run.state == "complete"]
     run = max(runs, key=lambda r: (bool(r.flagged), r.score or 0.0), default=None)

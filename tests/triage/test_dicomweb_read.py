@@ -307,6 +307,10 @@ def test_frames_come_uncompressed_or_as_stored_on_request(db, users, client, tmp
     assert parts(stored) == [next(generate_frames(ds.PixelData, number_of_frames=2))]
     assert client.get(f"{url}/3").status_code == 404
     assert "frame numbers" in client.get(f"{url}/0").json()["detail"]
+    assert "frame numbers" in client.get(f"{url}/\u00b2").json()["detail"]  # a digit, not ASCII
+    assert parts(client.get(f"{url}/1,1,1", HTTP_ACCEPT="multipart/related")) == [
+        pixels[0].astype("<u2").tobytes()
+    ]  # a frame asked for twice is sent once
     assert "frame numbers" in client.get(f"{url}/1;2").json()["detail"]
 
 

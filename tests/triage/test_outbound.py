@@ -370,6 +370,11 @@ def test_the_environment_seeds_destinations_and_names_a_bad_entry(db, settings):
     assert (by_kind["dicom"].ae_title, by_kind["dicom"].port) == ("PACS", 104)
     assert by_kind["stow"].token == "secret"
     assert (by_kind["hl7"].host, by_kind["hl7"].port) == ("ris.hospital.example", 2575)
+    # The PACS moved to TLS: the plain destination stops sending, the TLS one is new.
+    settings.OUTBOUND_DICOM = ["tls:PACS@pacs.hospital.example:2762"]
+    destinations_seed()
+    dicom = OutboundDestination.objects.filter(kind="dicom")
+    assert {(d.port, d.tls, d.active) for d in dicom} == {(104, False, False), (2762, True, True)}
     settings.OUTBOUND_HL7 = ["ris.hospital.example"]
     with pytest.raises(ValueError, match="ris.hospital.example"):
         destinations_seed()

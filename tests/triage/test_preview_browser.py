@@ -180,6 +180,9 @@ def test_a_clinician_opens_the_preview_from_the_inbox_for_their_location_only(
     client.force_login(users.clinician)
     run = study.inference_runs.get()
     assert client.get(f"/worklist/studies/{study.pk}/preview/").status_code == 404
+    assert AuditEvent.objects.filter(
+        action="access.denied", study_id=study.pk, detail__reason="location"
+    ).exists()
     assert client.get(f"/api/studies/{study.pk}/runs/{run.pk}/heatmap.png").status_code == 404
     assert (
         client.get(

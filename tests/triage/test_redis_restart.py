@@ -157,6 +157,8 @@ def test_every_alert_reaches_every_dashboard_across_a_redis_restart(
         assert len(seqs) == 7 and Alert.objects.count() == 7  # none raised twice
         for board in boards:
             assert set(board.seen) == seqs, (sorted(board.seen), sorted(seqs))
+        # The restart dropped the sockets: each came back by reconnecting and resuming.
+        assert all(board.reconnects >= 1 for board in boards), [b.reconnects for b in boards]
         # Live again without any resync: a new alert reaches every dashboard by its push.
         _raise(settings, 1, first=8)
         for board in boards:

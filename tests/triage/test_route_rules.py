@@ -117,6 +117,7 @@ def test_the_rule_holds(route, db, users, settings):
             answer = _ask(client, method, url)
             if role in allowed:
                 assert answer.status_code not in (401, 403), (role, method, url)
+                assert answer.status_code < 500, (role, method, url, answer.status_code)
             else:
                 assert answer.status_code == 403, (role, method, url, answer.status_code)
 

@@ -7,7 +7,11 @@ import os
 from typing import Any
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "triage.config.settings")
-os.environ.setdefault("DATABASE_POOL", "1")  # see DATABASES in the settings
+# The pool is on in the ASGI server (see DATABASES in the settings): set while the settings load,
+# then taken back out, so that processes this one starts do not inherit it.
+_POOL_SET_HERE = "DATABASE_POOL" not in os.environ
+if _POOL_SET_HERE:
+    os.environ["DATABASE_POOL"] = "1"
 
 import django  # noqa: E402
 from channels.auth import AuthMiddlewareStack  # noqa: E402
@@ -24,6 +28,8 @@ class DjangoHttp(ASGIHandler):
 
 
 django.setup(set_prefix=False)
+if _POOL_SET_HERE:
+    del os.environ["DATABASE_POOL"]
 django_http = DjangoHttp()
 # Load the URL configuration (and every view module it imports) now, not on the first
 # `reverse()`: that is inside the first alert frame a socket sends, which waited ~2 s for the

@@ -81,8 +81,13 @@ elif _env_bool("DATABASE_POOL", False):
     # connection over instead. Off in the listener and the workers, whose long-lived threads
     # keep their own connection.
     DATABASES["default"]["CONN_MAX_AGE"] = 0
-    DATABASES["default"]["OPTIONS"] = {
-        "pool": {"min_size": 1, "max_size": int(os.environ.get("DATABASE_POOL_SIZE", "10"))}
+    # With the pool, Django checks a connection before handing it out (psycopg_pool's
+    # check_connection), so one broken by a database restart is replaced, not given to a request.
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+    # Merged into the URL's options (sslmode and the like stay).
+    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+        "min_size": 1,
+        "max_size": int(os.environ.get("DATABASE_POOL_SIZE", "10")),
     }
 
 INSTALLED_APPS = [

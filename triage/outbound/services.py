@@ -76,6 +76,10 @@ def destinations_seed() -> list[OutboundDestination]:
             name=fields.pop("name"), defaults={**fields, "from_environment": True}
         )
         seeded.append(destination)
+    # One the environment no longer names (an entry changed to `tls:`, say) stops sending.
+    OutboundDestination.objects.filter(from_environment=True, active=True).exclude(
+        pk__in=[destination.pk for destination in seeded]
+    ).update(active=False)
     return seeded
 
 
