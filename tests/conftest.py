@@ -136,6 +136,18 @@ def periodic_duties_start(
     )
 
 
+def dicom_scp_start(
+    port: int, log: IO[bytes], *, env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
+    """`manage.py dicom_scp` (AE TRIAGE) on `port`, writing to `log`; the caller waits for the
+    port and stops it."""
+    return subprocess.Popen(
+        [sys.executable, str(ROOT / "manage.py"), "dicom_scp", "--host", "127.0.0.1",
+         "--port", str(port), "--ae-title", "TRIAGE"],
+        cwd=ROOT, env=env or child_environment(), stdout=log, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+
+
 @pytest.fixture
 def dicom_listener(transactional_db: None, tmp_path: Path) -> Iterator[Listener]:
     """A real `manage.py dicom_scp` process on a free port, feeding the test database, and
@@ -143,23 +155,7 @@ def dicom_listener(transactional_db: None, tmp_path: Path) -> Iterator[Listener]
     port = free_port()
     log_path = tmp_path / "dicom_scp.log"
     with open(log_path, "ab") as log:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                str(ROOT / "manage.py"),
-                "dicom_scp",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--ae-title",
-                "TRIAGE",
-            ],
-            cwd=ROOT,
-            env=child_environment(),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+        process = dicom_scp_start(port, log)
         duties = periodic_duties_start(log)
     try:
         wait_for_port(port, process=process)

@@ -337,7 +337,7 @@ class QidoStudies(DicomwebRead):
                 "PatientID": "patient__patient_id",
                 "AccessionNumber": "accession_number",
                 "StudyDate": "study_date",
-                "ModalitiesInStudy": "pk",
+                "ModalitiesInStudy": "series__modality",  # matched by a subquery below
             },
             level_uid_paths={"StudyInstanceUID": "study_instance_uid"},
         )

@@ -135,7 +135,9 @@ def preview_page(request: HttpRequest, study_id: int) -> HttpResponse:
             "finding_label": finding_spec(finding).label if finding in FINDINGS else "",
             # Each slice's overlay is `heat_base` + its SOP Instance UID + ".png".
             "heat_base": (
-                reverse("worklist-api:api-slice-heatmap", args=[study.pk, run.pk, "0"])[:-5]
+                reverse(
+                    "worklist-api:api-slice-heatmap", args=[study.pk, run.pk, "0"]
+                ).removesuffix("0.png")
                 if run is not None and run.slice_scores
                 else ""
             ),

@@ -17,7 +17,7 @@ from pydicom.uid import RLELossless
 
 from inference.models import InferenceRun
 from inference.phantoms import phantom_generate, phantom_write
-from tests.conftest import CELERY_WORKER_COMMAND, ROOT, child_environment
+from tests.conftest import CELERY_WORKER_COMMAND, ROOT, child_environment, dicom_scp_start
 from tests.dicom_peers import storescu
 from tests.worklist.test_dicom_listener import wait_until
 from triage.findings import Finding, finding_spec
@@ -180,23 +180,7 @@ def _kill_mid_run_then_restart(
     env = {**child_environment(), "CELERY_BROKER_URL": broker, **env_extra}
     _broker_empty(env)
     port = free_port()
-    listener = subprocess.Popen(
-        [
-            sys.executable,
-            str(ROOT / "manage.py"),
-            "dicom_scp",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--ae-title",
-            "TRIAGE",
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=open(tmp_path / "scp.log", "wb"),  # noqa: SIM115
-        stderr=subprocess.STDOUT,
-    )
+    listener = dicom_scp_start(port, open(tmp_path / "scp.log", "wb"), env=env)  # noqa: SIM115
     duties = periodic_duties_start(open(tmp_path / "duties.log", "wb"), env=env)  # noqa: SIM115
     first_log, second_log = tmp_path / "worker-1.log", tmp_path / "worker-2.log"
     first = _start_worker(env, first_log)

@@ -20,7 +20,7 @@ import psycopg
 import pydicom
 import pytest
 
-from tests.conftest import ROOT, child_environment, free_port, wait_for_port
+from tests.conftest import ROOT, child_environment, dicom_scp_start, free_port, wait_for_port
 from tests.dicom_peers import storescu
 from worklist.dicom.synthetic import StudySpec, write_study
 
@@ -105,11 +105,7 @@ def test_the_listener_rides_out_a_database_restart(private_postgres, tmp_path):
     env = {**child_environment(), "DATABASE_URL": cluster.url, "DICOM_STORAGE_DIR": str(store),
            "DATABASE_POOL": "0"}  # fmt: skip
     with open(tmp_path / "dicom_scp.log", "ab") as log:
-        listener = subprocess.Popen(
-            [sys.executable, str(ROOT / "manage.py"), "dicom_scp", "--host", "127.0.0.1",
-             "--port", str(port), "--ae-title", "TRIAGE"],
-            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
+        listener = dicom_scp_start(port, log, env=env)
     try:
         wait_for_port(port, process=listener)
         first = write_study(

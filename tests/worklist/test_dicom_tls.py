@@ -6,14 +6,13 @@ go out over TLS to DCMTK's `storescp +tls` with its certificate verified."""
 from __future__ import annotations
 
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pydicom
 import pytest
 
-from tests.conftest import ROOT, child_environment, free_port, wait_for_port
+from tests.conftest import child_environment, dicom_scp_start, free_port, wait_for_port
 from tests.dicom_peers import _dcmtk_env
 from worklist.dicom.synthetic import StudySpec, write_study
 from worklist.models import Instance
@@ -89,11 +88,7 @@ def test_the_listener_speaks_tls_to_senders_of_its_ca_only(
            "DICOM_TLS_PRIVATE_KEY": str(certificates / "site-host.key"),
            "DICOM_TLS_CLIENT_CA": str(certificates / "site.crt")}  # fmt: skip
     with open(tmp_path / "dicom_scp.log", "ab") as log:
-        listener = subprocess.Popen(
-            [sys.executable, str(ROOT / "manage.py"), "dicom_scp", "--host", "127.0.0.1",
-             "--port", str(port), "--ae-title", "TRIAGE"],
-            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
+        listener = dicom_scp_start(port, log, env=env)
     try:
         wait_for_port(port, process=listener)
         first, second, third = write_study(StudySpec(slices=3), seed=81, out_dir=tmp_path / "s")

@@ -7,12 +7,11 @@ stores the rest."""
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, child_environment, free_port, wait_for_port
+from tests.conftest import child_environment, dicom_scp_start, free_port, wait_for_port
 from tests.dicom_peers import echoscu, storescu
 from worklist.dicom.synthetic import StudySpec, write_study
 from worklist.models import Instance
@@ -43,12 +42,9 @@ def test_a_full_store_answers_out_of_resources_and_recovers(transactional_db, tm
     listener = None
     try:
         with open(log_path, "ab") as log:
-            listener = subprocess.Popen(
-                [sys.executable, str(ROOT / "manage.py"), "dicom_scp", "--host", "127.0.0.1",
-                 "--port", str(port), "--ae-title", "TRIAGE"],
-                cwd=ROOT, env={**child_environment(), "DICOM_STORAGE_DIR": str(store)},
-                stdout=log, stderr=subprocess.STDOUT,
-            )  # fmt: skip
+            listener = dicom_scp_start(
+                port, log, env={**child_environment(), "DICOM_STORAGE_DIR": str(store)}
+            )
         wait_for_port(port, process=listener)
         paths = write_study(StudySpec(slices=SLICES, rows=512, columns=512), seed=71,
                             out_dir=tmp_path / "study")  # fmt: skip
