@@ -16,7 +16,7 @@ TEST_ENV := DEBUG=0 SECRET_KEY=test-only-secret \
 	OUTBOUND_RETRY_SECONDS=1 OUTBOUND_RETRY_MAX_SECONDS=2 OUTBOUND_ANSWER_SECONDS=2 \
 	OUTBOUND_LEASE_SECONDS=8
 
-.PHONY: demo test lint typecheck install clean
+.PHONY: demo test drills lint typecheck install clean
 
 $(STAMP): pyproject.toml deploy/bootstrap-dev.sh
 	./deploy/bootstrap-dev.sh --test
@@ -34,7 +34,12 @@ typecheck: $(STAMP)
 	$(TEST_ENV) $(VENV)/bin/mypy triage worklist inference
 
 test: lint typecheck
-	$(TEST_ENV) $(VENV)/bin/pytest $(PYTEST_ARGS)
+	$(TEST_ENV) $(VENV)/bin/pytest -m "not slow_drill" --durations=15 $(PYTEST_ARGS)
+
+# The slowest fault drills (SIGKILLed task workers, a Redis broker restarted), kept out of
+# `make test`'s 15 minutes; CI runs them after it.
+drills: $(STAMP)
+	$(TEST_ENV) $(VENV)/bin/pytest -m slow_drill --durations=10 $(PYTEST_ARGS)
 
 clean:
 	rm -rf var/test-dicom var/demo.sqlite3 var/dicom

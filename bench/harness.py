@@ -266,6 +266,20 @@ def start_processes(
     return started
 
 
+def uvicorn_start(env: Mapping[str, str], log: Path, port: int) -> subprocess.Popen[bytes]:
+    """One uvicorn process of the product's ASGI app on 127.0.0.1:`port`, its output in `log`;
+    returns once it accepts connections."""
+    with open(log, "wb") as handle:
+        web = subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", ASGI_APP, "--host", "127.0.0.1",
+             "--port", str(port), "--log-level", "warning"],
+            cwd=REPO, env=dict(env), stdout=handle, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )  # fmt: skip
+    wait_until(lambda: port_open(port), web, "uvicorn")
+    return web
+
+
 # --------------------------------------------------------------------------- environment
 
 

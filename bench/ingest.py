@@ -12,7 +12,11 @@ which is not what this measures. A round counts only if every storescu exits 0, 
 successful C-STORE responses, and the receiver holds N objects afterwards (files for storescp,
 database rows for ours).
 
-Run: .venv/bin/python bench/ingest.py [--json] [--slices 500] [--repeats 3]
+Then a pan-scan round (`--pan-scan 3000`, 0 to skip): one study of that many slices over one
+association, once to storescp and once to ours, and for ours the time from its last slice stored
+to the study ready (the association's release), from the database's timestamps.
+
+Run: .venv/bin/python bench/ingest.py [--json] [--slices 500] [--repeats 3] [--pan-scan 3000]
 Needs: DCMTK on PATH, PostgreSQL on 127.0.0.1:5432 (trust auth, user postgres), Redis on 6379.
 The database triage_bench is dropped and recreated at the start of every run.
 Benchmarks are not tests: nothing here asserts on timing. The load average before and after and
@@ -393,6 +397,34 @@ def summarise(
     return rows
 
 
+def pan_scan_round(slices: int, *, listener: Listener, work: Path) -> dict[str, float | int]:
+    """A trauma pan-scan's worth of slices over one association, to storescp and to ours (one
+    timed send each, after the other rounds), and for ours how long after its last slice was
+    stored the study was ready (from the database's timestamps: the release makes it ready)."""
+    [fileset] = generate_sets([99_999], slices, work / "sets").values()
+    os.sync()
+    theirs = round_storescp(fileset, associations=1, fork=False, work=work)
+    ours = round_ours(fileset, associations=1, listener=listener, work=work)
+    ready_ms = sql_int(
+        "SELECT COALESCE((EXTRACT(EPOCH FROM st.ready_at - max(i.received_at)) * 1000)::int, -1)"
+        " FROM worklist_instance i JOIN worklist_series s ON s.id = i.series_id"
+        " JOIN worklist_study st ON st.id = s.study_id"
+        " WHERE st.study_instance_uid = :'uid' GROUP BY st.ready_at;",
+        uid=fileset.study_uid,
+    )
+    shutil.rmtree(work / "sets" / "seed-99999", ignore_errors=True)
+    return {
+        "slices": slices,
+        "ours_s": round(ours.seconds, 2),
+        "storescp_s": round(theirs.seconds, 2),
+        "ours_instances_per_s": round(slices / ours.seconds, 1),
+        "storescp_instances_per_s": round(slices / theirs.seconds, 1),
+        "ratio_vs_storescp": round(theirs.seconds / ours.seconds, 3),
+        "ours_cpu_ms_per_instance": round(1000 * ours.cpu_seconds / slices, 2),
+        "last_slice_to_ready_ms": ready_ms,
+    }
+
+
 def cell(values: dict[str, float] | None, fmt: str) -> str:
     if values is None:
         return "-"
@@ -426,6 +458,17 @@ def print_table(report: dict[str, Any]) -> None:
             f"{cell(row['ratio_vs_storescp'], '.2f'):>18}  "
             f"{cell(row['cpu_ms_per_instance'], '.2f'):>18}"
         )
+    pan = report.get("pan_scan")
+    if pan:
+        print()
+        print(
+            f"pan-scan: {pan['slices']} slices over 1 association: ours {pan['ours_s']:.1f} s "
+            f"({pan['ours_instances_per_s']:.0f}/s, {pan['ours_cpu_ms_per_instance']:.2f} ms CPU "
+            f"per instance), storescp {pan['storescp_s']:.1f} s "
+            f"({pan['storescp_instances_per_s']:.0f}/s), ours/storescp "
+            f"{pan['ratio_vs_storescp']:.2f}; last slice stored -> study ready "
+            f"{pan['last_slice_to_ready_ms']} ms"
+        )
     if report["listener_log_problems"]:
         print()
         print("listener log lines worth a look:")
@@ -447,6 +490,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="where file sets, storage and logs go (default: a new temp dir, removed after)",
     )
     parser.add_argument("--keep", action="store_true", help="keep the work dir (logs) after")
+    parser.add_argument(
+        "--pan-scan",
+        type=int,
+        default=3000,
+        help="slices of the pan-scan round (one study, one association; 0: no such round)",
+    )
     args = parser.parse_args(argv)
     if args.slices < 4 or args.repeats < 1:
         parser.error("need --slices >= 4 and --repeats >= 1")
@@ -491,7 +540,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             database=DB_NAME,
             redis_db=9,
             storage=work / "storage-unused",
-            quiet=3600,  # no readiness (and no inference) mid-measurement
+            # No quiet-period readiness mid-measurement; a release makes its study ready (and
+            # queues its triage on a broker no worker reads: no inference).
+            quiet=3600,
         ),
     }
     samples = {case.key: Samples() for case in cases}
@@ -530,6 +581,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 # Each study has been sent to everyone who needs it in this round.
                 for key in {seeds[(index, case.key)] for case in ours_cases}:
                     shutil.rmtree(work / "sets" / f"seed-{key}", ignore_errors=True)
+            pan = (
+                pan_scan_round(args.pan_scan, listener=listeners[1], work=work)
+                if args.pan_scan
+                else None
+            )
         report = {
             "benchmark": "ingest",
             "slices": args.slices,
@@ -542,6 +598,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "versions": versions,
             "filesystem": f"{filesystem_of(work)} ({work.parent})",
             "results": summarise(cases, samples, args.slices, total_bytes),
+            "pan_scan": pan,
             "listener_log_problems": log_problems(listener_logs),
         }
     except BenchError as error:

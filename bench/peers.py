@@ -108,10 +108,12 @@ class Orthanc:
 
 @dataclass
 class Hl7Peer:
-    """tests/hl7_peer.py on a free port; `answer` is aa, ae or silent."""
+    """tests/hl7_peer.py on a free port; `answer` is aa, ae or silent, given `delay` seconds
+    after each message arrives."""
 
     folder: Path
     answer: str = "aa"
+    delay: float = 0.0
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
 
@@ -124,7 +126,7 @@ class Hl7Peer:
         log = open(self.folder / "hl7-peer.log", "ab")  # noqa: SIM115 - lives with the process
         self.process = subprocess.Popen(
             [sys.executable, str(REPO / "tests" / "hl7_peer.py"), "--port", str(self.port),
-             "--record", str(self.record), "--answer", self.answer],
+             "--record", str(self.record), "--answer", self.answer, "--delay", str(self.delay)],
             stdout=log, stderr=subprocess.STDOUT,
         )  # fmt: skip
         port_wait(self.port, process=self.process)
@@ -139,3 +141,30 @@ class Hl7Peer:
         if not self.record.exists():
             return []
         return [json.loads(line) for line in self.record.read_text().splitlines() if line]
+
+
+class PrivateRedis:
+    """A redis-server of the run's own on a free port (never the machine's shared one), with
+    nothing kept on disk: `kill` is a crash, `start` again an empty server with a new run id."""
+
+    def __init__(self, folder: Path) -> None:
+        self.port = free_port()
+        self.folder = folder
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--dir", str(self.folder)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        port_wait(self.port, process=self.process)
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=10)

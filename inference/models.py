@@ -22,6 +22,10 @@ class InferenceRun(models.Model):
     series = models.ForeignKey("worklist.Series", on_delete=models.CASCADE, related_name="+")
     series_set = models.CharField(max_length=64, help_text="hash of the SOP instances read")
     current = models.BooleanField(default=True, help_text="part of the study's latest routing")
+    shadow = models.BooleanField(
+        default=False,
+        help_text="run in shadow mode: its result is for administrators only (never current)",
+    )
     state = models.CharField(max_length=16, choices=State.choices, default=State.QUEUED)
     error = models.CharField(max_length=512, blank=True)
     attempts = models.PositiveIntegerField(default=0)
@@ -32,6 +36,9 @@ class InferenceRun(models.Model):
         "worklist.Instance", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     heatmap_path = models.CharField(max_length=255, blank=True)
+    acquisition = models.JSONField(
+        default=dict, blank=True, help_text="inference.acquisition bands of the series scored"
+    )
     slice_scores = models.JSONField(
         default=list, blank=True, help_text="[[SOP Instance UID, probability], ...] per slice"
     )

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +17,8 @@ import numpy as np
 import pydicom
 from PIL import Image
 
+from inference.acquisition import acquisition_of
+from inference.png import png_encode
 from inference.registry import (
     Aggregation,
     AggregationMethod,
@@ -38,6 +40,8 @@ class DecodedSeries:
     positions: np.ndarray  # float64, (slices,) along the slice normal; zeros for radiographs
     photometric: str
     modality: str
+    # The acquisition bands of the series (inference.acquisition), from its first slice's header.
+    acquisition: dict[str, str] = field(default_factory=dict)
 
 
 class DecodeError(Exception):
@@ -55,19 +59,51 @@ def slice_position(ds: pydicom.Dataset) -> float:
     return float(np.dot(np.cross(row, column), np.asarray(position, dtype=float)))
 
 
+AIR_HU = -1000.0  # what padding (pixels outside the reconstructed field) becomes in a CT
+
+
 def rescale(ds: pydicom.Dataset, stored: np.ndarray) -> np.ndarray:
+    """Stored values to modality values (HU for CT): slope and intercept, any storage (signed
+    or unsigned, 12 or 16 bits stored: `pixel_array` has already applied both)."""
     slope = float(ds.get("RescaleSlope", 1) or 1)
     intercept = float(ds.get("RescaleIntercept", 0) or 0)
     return stored.astype(np.float32) * np.float32(slope) + np.float32(intercept)
 
 
+def padding_mask(ds: pydicom.Dataset, stored: np.ndarray) -> np.ndarray | None:
+    """The padded pixels (Pixel Padding Value, or the inclusive range it spans with Pixel Padding
+    Range Limit), compared on stored values as the standard says; None when nothing is padded."""
+    value = ds.get("PixelPaddingValue")
+    if value is None:
+        return None
+    limit = ds.get("PixelPaddingRangeLimit")
+    low, high = sorted((int(value), int(value if limit is None else limit)))
+    mask = (stored >= low) & (stored <= high)
+    return mask if mask.any() else None
+
+
+def ct_hounsfield(ds: pydicom.Dataset, stored: np.ndarray) -> np.ndarray:
+    """A CT slice in HU with its padding as air. The photometric interpretation is a display
+    instruction only: HU are HU, so MONOCHROME1 is not inverted."""
+    hu = rescale(ds, stored)
+    mask = padding_mask(ds, stored)
+    if mask is not None:
+        hu[mask] = AIR_HU
+    return hu
+
+
 def radiograph_intensity(ds: pydicom.Dataset, stored: np.ndarray) -> np.ndarray:
-    """Radiograph to [0, 1] with bright = dense, whatever the photometric interpretation."""
+    """Radiograph to [0, 1] with bright = dense, whatever the photometric interpretation; padding
+    (the border outside the collimated field) is left out of the contrast range and shown black."""
     values = rescale(ds, stored)
-    low, high = np.percentile(values, [0.5, 99.5])
+    mask = padding_mask(ds, stored)
+    image = values if mask is None or mask.all() else values[~mask]
+    low, high = np.percentile(image, [0.5, 99.5])
     scaled = np.clip((values - low) / max(float(high - low), 1e-6), 0.0, 1.0)
     if str(ds.get("PhotometricInterpretation", "MONOCHROME2")) == "MONOCHROME1":
         scaled = 1.0 - scaled
+    if mask is not None:
+        scaled[mask] = 0.0
     return scaled.astype(np.float32)
 
 
@@ -92,7 +128,7 @@ def decode_series(paths: Sequence[Path]) -> DecodedSeries:
     if len(shapes) != 1:
         raise DecodeError(f"instances of one series differ in size: {sorted(shapes)}")
     if modality == "CT":
-        pixels = np.stack([rescale(ds, stored) for _, ds, stored in entries])
+        pixels = np.stack([ct_hounsfield(ds, stored) for _, ds, stored in entries])
     else:
         pixels = np.stack([radiograph_intensity(ds, stored) for _, ds, stored in entries])
     return DecodedSeries(
@@ -101,6 +137,7 @@ def decode_series(paths: Sequence[Path]) -> DecodedSeries:
         positions=np.asarray([position for position, _, _ in entries], dtype=np.float64),
         photometric=str(first.get("PhotometricInterpretation", "")),
         modality=modality,
+        acquisition=acquisition_of(first),
     )
 
 
@@ -129,18 +166,51 @@ def resize(images: np.ndarray, size: int) -> np.ndarray:
     ).astype(np.float32)
 
 
-def ct_slice_inputs(
-    hu: np.ndarray, *, size: int, windows: Sequence[Window], neighbours: int
+def neighbour_stack(
+    images: np.ndarray, positions: np.ndarray | None, neighbours: int
 ) -> np.ndarray:
-    """One input per slice: for each window, the slice and its neighbours as channels.
+    """(slices, rows, columns) -> (slices, 2 * neighbours + 1, rows, columns): each slice with
+    what lies `neighbours` slice spacings either side of it (the spacing: the series' median).
 
-    Returns (slices, len(windows) * (2 * neighbours + 1), size, size); edges repeat the end slice.
+    Evenly spaced slices (within 2 %) are taken as they are, so an even series is unchanged by
+    this; with gaps, overlaps or a missing slice the neighbours are interpolated at their true
+    distance, so a model sees the anatomy it was trained to see. Beyond the ends the end slice
+    repeats."""
+    count = images.shape[0]
+    offsets = np.arange(-neighbours, neighbours + 1)
+    steps = np.diff(positions) if positions is not None and count > 1 else np.zeros(0)
+    step = float(np.median(steps)) if steps.size else 0.0
+    if step <= 0 or np.allclose(steps, step, rtol=0.02, atol=1e-3):
+        index = np.clip(np.arange(count)[:, None] + offsets[None, :], 0, count - 1)
+        return images[index]
+    assert positions is not None
+    targets = np.clip(positions[:, None] + offsets[None, :] * step, positions[0], positions[-1])
+    upper = np.clip(np.searchsorted(positions, targets, side="left"), 1, count - 1)
+    lower = upper - 1
+    span = positions[upper] - positions[lower]
+    weight = np.where(span > 0, (targets - positions[lower]) / np.where(span > 0, span, 1), 0.0)
+    weight = np.clip(weight, 0.0, 1.0).astype(np.float32)
+    centre = neighbours  # each slice's own channel is itself, even beside a duplicate position
+    lower[:, centre], upper[:, centre], weight[:, centre] = np.arange(count), np.arange(count), 0
+    weight = weight[..., None, None]
+    return images[lower] * (1 - weight) + images[upper] * weight
+
+
+def ct_slice_inputs(
+    hu: np.ndarray,
+    *,
+    size: int,
+    windows: Sequence[Window],
+    neighbours: int,
+    positions: np.ndarray | None = None,
+) -> np.ndarray:
+    """One input per slice: for each window, the slice and its neighbours as channels (see
+    `neighbour_stack`; `positions` along the slice normal, ascending, as decoded).
+
+    Returns (slices, len(windows) * (2 * neighbours + 1), size, size).
     """
-    resized = resize(hu, size)
-    count = resized.shape[0]
-    offsets = range(-neighbours, neighbours + 1)
-    index = np.clip(np.arange(count)[:, None] + np.asarray(list(offsets))[None, :], 0, count - 1)
-    channels = [window(resized, center=w.center, width=w.width)[index] for w in windows]
+    stacked = neighbour_stack(resize(hu, size), positions, neighbours)
+    channels = [window(stacked, center=w.center, width=w.width) for w in windows]
     return np.concatenate(channels, axis=1).astype(np.float32)
 
 
@@ -157,6 +227,7 @@ def model_inputs(series: DecodedSeries, preprocessing: Preprocessing) -> np.ndar
             size=preprocessing.size,
             windows=preprocessing.windows,
             neighbours=preprocessing.neighbours,
+            positions=series.positions,
         )
     return radiograph_inputs(series.pixels, size=preprocessing.size)
 
@@ -251,9 +322,7 @@ def heat_map_png(
         from PIL import ImageDraw
 
         ImageDraw.Draw(picture).text((6, size[1] - 16), caption, fill=(255, 255, 255))
-    out = io.BytesIO()
-    picture.save(out, format="PNG")
-    return out.getvalue()
+    return png_encode(np.asarray(picture))
 
 
 def activation_maps_bytes(maps: np.ndarray) -> bytes:
@@ -286,9 +355,7 @@ def heat_overlay_png(activation: np.ndarray, *, low: float, high: float, side: i
         ],
         axis=-1,
     ).astype(np.uint8)
-    out = io.BytesIO()
-    Image.fromarray(rgba, mode="RGBA").save(out, format="PNG", compress_level=1)
-    return out.getvalue()
+    return png_encode(rgba)
 
 
 def display_image(series: DecodedSeries, index: int, preprocessing: Preprocessing) -> np.ndarray:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ from typing import Any, ClassVar, TypeVar
 
 from django.conf import settings
 
+from inference.calibration import Calibration
 from inference.routing import ApplicabilityRule, SeriesSelection
 from triage.findings import Finding
 
@@ -152,6 +154,8 @@ class ModelCard:
     intended_use: str
     metrics: dict[str, Any] = field(default_factory=dict)
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    # None: scores are the model's raw probabilities (a card without a `calibration` block).
+    calibration: Calibration | None = None
 
     @property
     def onnx_path(self) -> Path:
@@ -356,6 +360,16 @@ def outputs_parse(fields: _Fields) -> ModelOutputs:
     return outputs
 
 
+def calibration_parse(fields: _Fields) -> Calibration:
+    method = fields.text("method")
+    if method != "platt":
+        raise CardError(f"{fields.where}.method: expected 'platt', got {method!r}")
+    a, b = fields.number("a"), fields.number("b")
+    if not (math.isfinite(a) and math.isfinite(b)) or a <= 0:
+        raise CardError(f"{fields.where}: expected finite a > 0 and b, got a={a!r} b={b!r}")
+    return Calibration(a=float(a), b=float(b))
+
+
 def card_parse(raw: object, *, folder: Path) -> ModelCard:
     """The typed card of one card.json's contents; raise CardError naming what is wrong."""
     fields = _Fields(raw)
@@ -379,6 +393,9 @@ def card_parse(raw: object, *, folder: Path) -> ModelCard:
     if Path(file).name != file:
         raise CardError(f"file: expected a file name in the model folder, got {file!r}")
     metrics: dict[str, Any] | None = fields.optional("metrics", dict, "an object")
+    calibration = (
+        calibration_parse(fields.child("calibration")) if "calibration" in fields.raw else None
+    )
     intended_use: str | None = fields.optional("intended_use", str, "a string")
     return ModelCard(
         name=fields.text("name"),
@@ -399,6 +416,7 @@ def card_parse(raw: object, *, folder: Path) -> ModelCard:
         intended_use=intended_use or "",
         metrics=dict(metrics or {}),
         raw=fields.raw,
+        calibration=calibration,
     )
 
 

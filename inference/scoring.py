@@ -1,14 +1,15 @@
 """One series to one study score: the chain the worker, validation and the benchmarks share.
 
 decode -> pre-process (the card's) -> ONNX Runtime (the process's session for the model, outputs
-read by the card's names) -> aggregate (the card's) -> key instance -> heat map on the key image.
+read by the card's names) -> calibrate (the card's, if any) -> aggregate (the card's) -> key
+instance -> heat map on the key image.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +33,8 @@ class SeriesScore:
     activation_maps: np.ndarray | None = None
     # Each slice's probability, by SOP Instance UID, in the series' spatial order.
     slice_scores: tuple[tuple[str, float], ...] = ()
+    # The series' acquisition bands (inference.acquisition), as decoded.
+    acquisition: dict[str, str] = field(default_factory=dict)
 
 
 def heat_map_caption(card: ModelCard) -> str:
@@ -59,6 +62,11 @@ def series_score(
         loaded.session, inputs, outputs=card.outputs, batch_size=batch_size
     )
     score, key = pipeline.aggregate(probabilities, method=card.aggregation)
+    if card.calibration is not None:
+        # The card's scale: the map was fitted on study scores (aggregated raw), so it is
+        # applied to the study score as aggregated; slice scores are shown on the same scale.
+        score = card.calibration.value(score)
+        probabilities = card.calibration.apply(probabilities)
     predicted = time.perf_counter()
     png = (
         pipeline.heat_map_png(
@@ -82,4 +90,5 @@ def series_score(
         slice_scores=tuple(
             (uid, float(p)) for uid, p in zip(series.sop_instance_uids, probabilities, strict=True)
         ),
+        acquisition=series.acquisition,
     )

@@ -11,19 +11,19 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Set
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
 from inference import pipeline, selectors
+from inference.leases import lease_renewed
 from inference.models import InferenceRun
 from inference.registry import ModelCard, registry_current
 from inference.routing import series_select
@@ -49,17 +49,27 @@ def _series_set(sop_instance_uids: list[str]) -> str:
     return hashlib.sha256("\n".join(sorted(sop_instance_uids)).encode()).hexdigest()
 
 
-def study_route(*, study: Study) -> StudyRouting:
+def study_route(
+    *, study: Study, shadow: Set[str] = frozenset(), off: Set[str] = frozenset()
+) -> StudyRouting:
     """Decide which models apply and record one current run per model.
 
-    Runs inside the caller's transaction, with the study row locked.
+    Models named in `off` are not run; those in `shadow` get a shadow run (never current: its
+    result is for administrators, and their findings are not the study's). Runs inside the
+    caller's transaction, with the study row locked.
     """
     now = timezone.now()
     descriptor = study_descriptor(study)
     InferenceRun.objects.filter(study=study, current=True).update(current=False)
+    # A shadow run still waiting belongs to the routing being replaced: not sent again.
+    InferenceRun.objects.filter(study=study, shadow=True, state=InferenceRun.State.QUEUED).update(
+        shadow=False
+    )
     findings: list[str] = []
     queued: list[int] = []
     for card in registry_current().models.values():
+        if card.name in off:
+            continue
         chosen = series_select(descriptor, card.applies_to, selection=card.series_selection)
         if chosen is None:
             continue
@@ -79,13 +89,17 @@ def study_route(*, study: Study) -> StudyRouting:
                 "demonstration": card.demonstration,
                 "series": study.series.get(series_instance_uid=chosen.uid),
                 "queued_at": now,
+                "current": card.name not in shadow,
+                "shadow": card.name in shadow,
             },
         )
         if not created:
-            run.current = True
-            run.save(update_fields=["current"])
+            run.current, run.shadow = card.name not in shadow, card.name in shadow
+            run.save(update_fields=["current", "shadow"])
         if run.state == InferenceRun.State.QUEUED:
             queued.append(run.pk)
+        if card.name in shadow:
+            continue
         if str(card.finding) not in findings:
             findings.append(str(card.finding))
     return StudyRouting(findings=findings, queued_run_ids=queued)
@@ -120,28 +134,17 @@ def _run_lease_take(run_id: int) -> bool:
 def _run_lease_kept(run_id: int) -> Iterator[None]:
     """Renew the lease every third of its length while the body runs (a slow but live run is
     never sent again); on the way out, a run still without a result gives its lease up."""
-    done = threading.Event()
-
-    def renew() -> None:
-        try:
-            while not done.wait(settings.INFERENCE_LEASE_SECONDS / 3):
-                InferenceRun.objects.filter(pk=run_id, state=InferenceRun.State.QUEUED).update(
-                    lease_until=timezone.now() + _lease()
-                )
-        finally:
-            connection.close()  # this thread's own connection
-
-    heartbeat = threading.Thread(target=renew, name=f"lease-run-{run_id}", daemon=True)
-    heartbeat.start()
+    queued = InferenceRun.objects.filter(pk=run_id, state=InferenceRun.State.QUEUED)
     try:
-        yield
+        with lease_renewed(
+            lambda: queued.update(lease_until=timezone.now() + _lease()),
+            every=settings.INFERENCE_LEASE_SECONDS / 3,
+            name=f"lease-run-{run_id}",
+        ):
+            yield
     finally:
-        done.set()
-        heartbeat.join()
         # A retry of this task (a transient error) may take the run again at once.
-        InferenceRun.objects.filter(pk=run_id, state=InferenceRun.State.QUEUED).update(
-            lease_until=None
-        )
+        queued.update(lease_until=None)
 
 
 def inference_runs_redeliver_due(*, now: datetime | None = None) -> list[int]:
@@ -156,7 +159,7 @@ def inference_runs_redeliver_due(*, now: datetime | None = None) -> list[int]:
     with transaction.atomic():
         candidates = (
             InferenceRun.objects.select_for_update(skip_locked=True)
-            .filter(state=InferenceRun.State.QUEUED, current=True)
+            .filter(Q(current=True) | Q(shadow=True), state=InferenceRun.State.QUEUED)
             # Only rows that may be due are locked (a live worker's lease UPDATE never waits
             # on a backlog it is working through): lease run out, or never taken and sent at
             # least the shortest wait ago.
@@ -249,6 +252,7 @@ def inference_run_record(*, run_id: int, scored: SeriesScore) -> InferenceRun | 
     run.provider = scored.provider
     run.slices = scored.slices
     run.slice_scores = [[uid, round(score, 5)] for uid, score in scored.slice_scores]
+    run.acquisition = scored.acquisition
     run.finished_at = timezone.now()
     if run.started_at is not None:
         run.queue_wait_ms = (run.started_at - run.queued_at).total_seconds() * 1000

@@ -219,12 +219,17 @@ def _release_test_database(django_db_setup: None, django_db_blocker: Any) -> Ite
 
 
 def asgi_server_start(
-    tmp_path: Path, *, name: str = "web", extra_env: dict[str, str] | None = None
+    tmp_path: Path,
+    *,
+    name: str = "web",
+    extra_env: dict[str, str] | None = None,
+    port: int | None = None,
 ) -> tuple[subprocess.Popen[bytes], int]:
-    """The production ASGI app under uvicorn (static files served by the app)."""
-    port = free_port()
+    """The production ASGI app under uvicorn (static files served by the app); on `port` when
+    given (a restarted server, where its clients expect it)."""
+    port = port or free_port()
     env = {**child_environment(), "SERVE_STATIC": "1", **(extra_env or {})}
-    log = open(tmp_path / f"{name}.log", "wb")  # noqa: SIM115 - lives as long as the process
+    log = open(tmp_path / f"{name}.log", "ab")  # noqa: SIM115 - lives as long as the process
     process = subprocess.Popen(
         [
             sys.executable,
@@ -235,6 +240,8 @@ def asgi_server_start(
             str(port),
             "--log-level",
             "warning",
+            "--ws-max-size",  # as deploy/ runs it: a frame over 128 KiB is refused unread (1009)
+            "131072",
         ],
         cwd=ROOT,
         env=env,
@@ -275,3 +282,8 @@ def browser() -> Iterator[Any]:
             )
             yield chromium
             chromium.close()
+
+
+# Fixtures kept in modules of their own, offered to every test (imported last: they use the
+# helpers above).
+from tests.private_postgres import private_postgres  # noqa: E402, F401

@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import itertools
 from datetime import datetime, timedelta
+from pathlib import Path
 
+import pydicom
 from django.db import transaction
 from django.utils import timezone
+from pydicom.uid import generate_uid
 
+from inference.phantoms import phantom_generate, phantom_write
 from triage import broadcast
+from triage.findings import Finding
 from worklist.models import Patient, Study, WorklistItem
 from worklist.services.studies import study_mark_ready
 
@@ -46,3 +51,32 @@ def ready_study(
         item = study_mark_ready(study=study, now=at)
         broadcast.worklist_item_changed(item_id=item.pk)
         return item
+
+
+FLAGGED_HEAD_CT_SEED = 9_100_001  # held out; the demonstration ICH model flags it
+
+
+def flagged_head_ct_files(
+    out: Path, *, copy: int, location: str | None = None
+) -> tuple[str, list[Path]]:
+    """A held-out head CT phantom the demonstration ICH model flags (seed 9_100_001), as a STAT
+    study of its own (new study, series and instance UIDs) from `location` (ED-RESUS-`copy`
+    unless told); its Study Instance UID and files."""
+    phantom = phantom_generate(
+        Finding.INTRACRANIAL_HEMORRHAGE, positive=True, seed=FLAGGED_HEAD_CT_SEED
+    )
+    paths = [p for p in phantom_write(phantom, out_dir=out / "source", seed=FLAGGED_HEAD_CT_SEED)
+             if p.suffix == ".dcm"]  # fmt: skip
+    study_uid, series_uid = generate_uid(), generate_uid()
+    written = []
+    (out / "copy").mkdir()
+    for path in paths:
+        ds = pydicom.dcmread(path)
+        ds.StudyInstanceUID, ds.SeriesInstanceUID = study_uid, series_uid
+        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+        ds.AccessionNumber = f"BRK{copy:05d}"
+        ds.CurrentPatientLocation = location or f"ED-RESUS-{copy}"
+        ds.RequestedProcedurePriority = "STAT"
+        written.append(out / "copy" / f"{ds.SOPInstanceUID}.dcm")
+        ds.save_as(written[-1], enforce_file_format=True)
+    return study_uid, written

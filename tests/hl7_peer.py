@@ -1,10 +1,11 @@
 """An HL7 v2 peer in its own process, on python-hl7's MLLP server: the RIS that receives ORU.
 
-    python tests/hl7_peer.py --port P --record FILE [--answer aa|ae|silent]
+    python tests/hl7_peer.py --port P --record FILE [--answer aa|ae|silent] [--delay SECONDS]
 
 Each message received is appended to FILE as one JSON line (control id, type, the message, the
 answer given); `aa` acknowledges, `ae` answers an application error with a reason, `silent`
-reads and never answers (the RIS hung).
+reads and never answers (the RIS hung); `--delay` answers that long after the message came (a
+slow RIS).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ def main() -> None:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--record", type=Path, required=True)
     parser.add_argument("--answer", choices=["aa", "ae", "silent"], default="aa")
+    parser.add_argument("--delay", type=float, default=0.0)
     options = parser.parse_args()
 
     async def serve(reader: hl7.mllp.HL7StreamReader, writer: hl7.mllp.HL7StreamWriter) -> None:
@@ -44,6 +46,8 @@ def main() -> None:
                     )
                 if options.answer == "silent":
                     continue
+                if options.delay:
+                    await asyncio.sleep(options.delay)
                 ack = message.create_ack("AA" if options.answer == "aa" else "AE")
                 if options.answer == "ae":
                     ack.segment("MSA").assign_field("Unknown patient at this RIS", 3)

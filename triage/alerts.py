@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import transaction
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from triage import broadcast
@@ -57,11 +57,25 @@ def _alert_changed(
         study_id=alert.study_id,
         detail={"seq": alert.seq, **(detail or {})},
     )
-    broadcast.alert_changed(
-        alert_id=alert.pk,
-        seq=alert.seq,
-        version=f"{alert.state}:{alert.tier}:{int(alert.clinicians_notified)}",
-    )
+    broadcast.alert_changed(alert_id=alert.pk, seq=alert.seq, version=alert_version(alert))
+
+
+def alert_version(alert: Alert) -> str:
+    """What a socket frame of `alert` depends on (state:tier:clinicians-told)."""
+    return f"{alert.state}:{alert.tier}:{int(alert.clinicians_notified)}"
+
+
+def alert_changes_since(since: datetime, *, limit: int = 500) -> list[tuple[int, str]]:
+    """(alert id, version) of every alert raised, escalated, acknowledged or resolved at or
+    after `since`, oldest first: the pushes a socket may have missed while the channel layer
+    was away."""
+    changed = Alert.objects.filter(
+        Q(raised_at__gte=since)
+        | Q(escalated_at__gte=since)
+        | Q(acknowledged_at__gte=since)
+        | Q(resolved_at__gte=since)
+    ).order_by("seq")[:limit]
+    return [(alert.pk, alert_version(alert)) for alert in changed]
 
 
 def alerts_for_frames() -> QuerySet[Alert]:

@@ -2,22 +2,30 @@
 
 from __future__ import annotations
 
+import math
+from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from statistics import median
+from typing import Any
 
 import numpy as np
 from django.db.models import Q
 from django.utils import timezone
 
 from inference.models import InferenceRun
+from inference.registry import registry_current
 from triage.findings import CATALOGUE, Finding
-from triage.models import Alert, AlertDelivery, Feedback, ValidationRun
+from triage.models import Alert, AlertDelivery, Feedback, ReportLabel, ValidationRun
 from triage.operating_points import ks_two_sample
 from triage.selectors import validation_arrays
 from worklist.models import WorklistItem
 
 DRIFT_P_VALUE = 0.01
+MIX_ATTRIBUTES = ("manufacturer", "slice_thickness", "kvp")
+MIX_MIN_LIVE = 20
+PPV_MIN_WEEK = 10  # feedback in the latest week before its PPV is charted
+PPV_MIN_BASELINE = 30
 
 
 def _quantile(values: list[float], q: float) -> float | None:
@@ -46,6 +54,15 @@ class FindingAnalytics:
     drift_statistic: float | None
     drift_p_value: float | None
     drift_warning: str
+    acquisition_drift: str  # a warning, or "" (see acquisition_mix_drift)
+    ppv_control: str  # a warning, or "" (see ppv_below_control_limit)
+    # Against final reports (triage.reports): results whose study's report says present or
+    # absent; uncertain and unmentioned ones are counted apart, never used as truth.
+    report_cases: int
+    report_uncertain: int
+    report_agreement: float | None
+    report_sensitivity: float | None
+    report_ppv: float | None
 
 
 def _minutes(items: list[WorklistItem], field: str) -> float | None:
@@ -82,7 +99,18 @@ def finding_analytics(*, finding: str, since: datetime, until: datetime) -> Find
     unflagged_items = [item for item in items if item.study_id not in flagged_studies]
 
     live_scores = np.asarray([s for s in runs.values_list("score", flat=True) if s is not None])
-    validation = ValidationRun.objects.filter(finding=finding).order_by("-created_at").first()
+    # The installed model version's own validation: another version's scores are on another
+    # scale (before calibration, say), and drift against them would be the upgrade, not the site.
+    installed = registry_current().for_finding(finding)
+    validation = (
+        ValidationRun.objects.filter(
+            finding=finding,
+            model_name__in=[card.name for card in installed],
+            model_version__in=[card.version for card in installed],
+        )
+        .order_by("-created_at")
+        .first()
+    )
     statistic = p_value = None
     warning = ""
     if validation is not None and live_scores.size >= 20:
@@ -94,6 +122,13 @@ def finding_analytics(*, finding: str, since: datetime, until: datetime) -> Find
                 f"(two-sample Kolmogorov-Smirnov D={statistic:.2f}, p={p_value:.1g} < "
                 f"{DRIFT_P_VALUE}). Check the population, the scanners and the model."
             )
+    acquisition_warning = ""
+    if validation is not None:
+        live_mix = [a for a in runs.values_list("acquisition", flat=True) if a]
+        reference_mix = [a for a in validation.results.values_list("subgroups", flat=True) if a]
+        acquisition_warning = acquisition_mix_drift(live_mix, reference_mix, validation=validation)
+    weekly = _weekly_feedback(finding=finding, until=until, weeks=max(2, round(days / 7)))
+    against = against_reports(finding=finding, runs=runs)
     return FindingAnalytics(
         finding=finding,
         label=CATALOGUE[Finding(finding)].label,
@@ -117,6 +152,13 @@ def finding_analytics(*, finding: str, since: datetime, until: datetime) -> Find
         drift_statistic=statistic,
         drift_p_value=p_value,
         drift_warning=warning,
+        acquisition_drift=acquisition_warning,
+        ppv_control=ppv_below_control_limit(weekly),
+        report_cases=against.cases,
+        report_uncertain=against.uncertain,
+        report_agreement=against.agreement,
+        report_sensitivity=against.sensitivity,
+        report_ppv=against.ppv,
     )
 
 
@@ -152,3 +194,212 @@ def eligible_studies_per_day(*, finding: str, days: int = 14) -> float | None:
         .count()
     )
     return count / days if count else None
+
+
+ALL_FINDINGS = "all"  # the day's row over every finding (latencies cannot be merged afterwards)
+
+
+@dataclass(frozen=True, kw_only=True)
+class DailyRow:
+    """One day of one finding (UTC days), for the analytics page's time series and its CSV."""
+
+    day: str  # YYYY-MM-DD
+    finding: str
+    alerts: int
+    confirmed: int
+    false_positives: int
+    ack_median_s: float | None
+    ack_p90_s: float | None
+    flagged_read_median_min: float | None
+    unflagged_read_median_min: float | None
+
+
+def analytics_daily(*, days: int, now: datetime | None = None) -> list[DailyRow]:
+    """Per UTC day and finding over the last `days` days (today included): alerts raised,
+    feedback, acknowledgement latency, and time from receipt to read for studies with and
+    without the finding flagged. Read in four queries and bucketed here."""
+    until = now or timezone.now()
+    first_day = (until - timedelta(days=days - 1)).date()
+    since = datetime.combine(first_day, datetime.min.time(), tzinfo=until.tzinfo)
+    keys = [(first_day + timedelta(days=n)).isoformat() for n in range(days)]
+    buckets: dict[tuple[str, str], dict[str, list[float]]] = {
+        (day, finding): {
+            "alerts": [],
+            "ack": [],
+            "confirmed": [],
+            "fp": [],
+            "flag": [],
+            "plain": [],
+        }
+        for day in keys
+        for finding in [*(f.value for f in Finding), ALL_FINDINGS]
+    }
+
+    def bucket(at: datetime, finding: str) -> list[dict[str, list[float]]]:
+        day = at.astimezone(until.tzinfo).date().isoformat()
+        found = [buckets.get((day, finding)), buckets.get((day, ALL_FINDINGS))]
+        return [entry for entry in found if entry is not None] if found[0] is not None else []
+
+    for raised_at, finding, acknowledged_at in Alert.objects.filter(
+        raised_at__gte=since, raised_at__lt=until
+    ).values_list("raised_at", "finding", "acknowledged_at"):
+        for entry in bucket(raised_at, finding):
+            entry["alerts"].append(1)
+            if acknowledged_at is not None:
+                entry["ack"].append((acknowledged_at - raised_at).total_seconds())
+    for created_at, finding, verdict in Feedback.objects.filter(
+        created_at__gte=since, created_at__lt=until
+    ).values_list("created_at", "finding", "verdict"):
+        for entry in bucket(created_at, finding):
+            if verdict == Feedback.Verdict.CONFIRMED:
+                entry["confirmed"].append(1)
+            elif verdict == Feedback.Verdict.FALSE_POSITIVE:
+                entry["fp"].append(1)
+    runs = InferenceRun.objects.filter(
+        current=True, state=InferenceRun.State.COMPLETE, study__worklist_item__read_at__gte=since,
+        study__worklist_item__read_at__lt=until,
+    ).values_list("finding", "flagged", "study__worklist_item__received_at",
+                  "study__worklist_item__read_at")  # fmt: skip
+    for finding, flagged, received_at, read_at in runs:
+        if read_at is None or received_at is None:
+            continue
+        for entry in bucket(read_at, finding):
+            entry["flag" if flagged else "plain"].append(
+                (read_at - received_at).total_seconds() / 60
+            )
+    rows = []
+    for (day, finding), entry in buckets.items():
+        rows.append(
+            DailyRow(
+                day=day,
+                finding=finding,
+                alerts=len(entry["alerts"]),
+                confirmed=len(entry["confirmed"]),
+                false_positives=len(entry["fp"]),
+                ack_median_s=float(median(entry["ack"])) if entry["ack"] else None,
+                ack_p90_s=_quantile(entry["ack"], 0.9),
+                flagged_read_median_min=float(median(entry["flag"])) if entry["flag"] else None,
+                unflagged_read_median_min=(
+                    float(median(entry["plain"])) if entry["plain"] else None
+                ),
+            )
+        )
+    return rows
+
+
+def acquisition_mix_drift(
+    live: list[dict[str, str]], reference: list[dict[str, str]], *, validation: ValidationRun
+) -> str:
+    """Does the live acquisition mix (manufacturer, slice thickness band, kVp band of the series
+    scored) differ from the validation run's? Per attribute, a chi-square test of the 2 x k
+    table of counts (live, validation) by value, warning at p < DRIFT_P_VALUE with at least
+    MIX_MIN_LIVE live results; a value the validation never saw is named."""
+    from scipy.stats import chi2_contingency
+
+    if len(live) < MIX_MIN_LIVE or not reference:
+        return ""
+    warnings = []
+    for attribute in MIX_ATTRIBUTES:
+        live_counts = Counter(entry.get(attribute, "unknown") for entry in live)
+        reference_counts = Counter(entry.get(attribute, "unknown") for entry in reference)
+        values = sorted(set(live_counts) | set(reference_counts))
+        if len(values) < 2:
+            continue
+        table = [[live_counts[v] for v in values], [reference_counts[v] for v in values]]
+        _, p_value, _, _ = chi2_contingency(table)
+        if p_value < DRIFT_P_VALUE:
+            unseen = [v for v in values if not reference_counts[v]]
+            warnings.append(
+                f"{attribute.replace('_', ' ')} (chi-square p={p_value:.1g}"
+                + (f"; not in validation: {', '.join(unseen)}" if unseen else "")
+                + ")"
+            )
+    if not warnings:
+        return ""
+    return (
+        f"Acquisition mix differs from validation run #{validation.pk}: "
+        + "; ".join(warnings)
+        + ". Validate on the new scanners or protocols before trusting the operating point."
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
+class WeekFeedback:
+    confirmed: int
+    false_positives: int
+
+
+def _weekly_feedback(*, finding: str, until: datetime, weeks: int) -> list[WeekFeedback]:
+    """Confirmed and false-positive feedback per 7-day window, oldest first, the last ending
+    `until`."""
+    since = until - timedelta(days=7 * weeks)
+    counts = [[0, 0] for _ in range(weeks)]
+    for created_at, verdict in Feedback.objects.filter(
+        finding=finding, created_at__gte=since, created_at__lt=until,
+        verdict__in=[Feedback.Verdict.CONFIRMED, Feedback.Verdict.FALSE_POSITIVE],
+    ).values_list("created_at", "verdict"):  # fmt: skip
+        week = min(weeks - 1, int((created_at - since).total_seconds() // (7 * 86400)))
+        counts[week][0 if verdict == Feedback.Verdict.CONFIRMED else 1] += 1
+    return [WeekFeedback(confirmed=tp, false_positives=fp) for tp, fp in counts]
+
+
+def ppv_below_control_limit(weeks: list[WeekFeedback]) -> str:
+    """A p-chart of PPV by week: the latest week's PPV against the earlier weeks' pooled PPV,
+    warning when it falls under the lower 3-sigma control limit p - 3 sqrt(p (1 - p) / n) for
+    its n feedbacks (at least PPV_MIN_WEEK that week and PPV_MIN_BASELINE before)."""
+    if len(weeks) < 2:
+        return ""
+    *earlier, latest = weeks
+    tp = sum(week.confirmed for week in earlier)
+    n_base = tp + sum(week.false_positives for week in earlier)
+    n = latest.confirmed + latest.false_positives
+    if n < PPV_MIN_WEEK or n_base < PPV_MIN_BASELINE:
+        return ""
+    baseline = tp / n_base
+    # Its spread from a baseline kept off 0 and 1, where the p-chart's limit collapses onto
+    # the baseline itself (a PPV of 1.0 so far would warn at one false positive).
+    spread = min(max(baseline, 0.05), 0.95)
+    limit = baseline - 3 * math.sqrt(spread * (1 - spread) / n)
+    observed = latest.confirmed / n
+    if observed >= limit:
+        return ""
+    return (
+        f"PPV this week {observed:.2f} ({latest.confirmed}/{n}) is under the control limit "
+        f"{max(limit, 0):.2f} of the earlier weeks' {baseline:.2f} ({tp}/{n_base}): more false "
+        "alarms than before. Check the thresholds, the scanners and the model."
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
+class AgainstReports:
+    cases: int
+    uncertain: int
+    agreement: float | None
+    sensitivity: float | None
+    ppv: float | None
+
+
+def against_reports(*, finding: str, runs: Any) -> AgainstReports:
+    """The AI's flags (the runs given) against the final reports' labels for the same finding."""
+    flags = dict(runs.values_list("study_id", "flagged"))
+    labels = dict(
+        ReportLabel.objects.filter(finding=finding, study_id__in=list(flags)).values_list(
+            "study_id", "label"
+        )
+    )
+    pairs = [
+        (bool(flags[study]), label == ReportLabel.Label.PRESENT)
+        for study, label in labels.items()
+        if label in (ReportLabel.Label.PRESENT, ReportLabel.Label.ABSENT)
+    ]
+    uncertain = sum(1 for label in labels.values() if label == ReportLabel.Label.UNCERTAIN)
+    tp = sum(1 for flagged, present in pairs if flagged and present)
+    positives = sum(1 for _, present in pairs if present)
+    flagged_count = sum(1 for flagged, _ in pairs if flagged)
+    return AgainstReports(
+        cases=len(pairs),
+        uncertain=uncertain,
+        agreement=sum(1 for f, p in pairs if f == p) / len(pairs) if pairs else None,
+        sensitivity=tp / positives if positives else None,
+        ppv=tp / flagged_count if flagged_count else None,
+    )

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime, timedelta
-from functools import partial
 
 from django.conf import settings
 from django.db import transaction
@@ -14,6 +13,7 @@ from django.utils import timezone
 
 from triage import broadcast
 from triage.models import TriageDispatch
+from triage.queueing import task_queue_after_commit
 from worklist.models import WorklistItem
 from worklist.services.studies import studies_stabilise, study_mark_ready_now
 
@@ -33,6 +33,11 @@ def study_ready_now(*, study_id: int) -> None:
     studies_ready_announce(study_ids=[study_id])
 
 
+def studies_ready_received(sender: object, *, study_ids: list[int], **kwargs: object) -> None:
+    """worklist.signals.studies_ready: studies made ready on their association's release."""
+    studies_ready_announce(study_ids=study_ids)
+
+
 def studies_ready_announce(*, study_ids: list[int]) -> None:
     """Tell dashboards of the new worklist items, and queue each study's triage (after commit)."""
     from triage.tasks import study_triage
@@ -44,7 +49,7 @@ def studies_ready_announce(*, study_ids: list[int]) -> None:
         TriageDispatch.objects.update_or_create(
             study_id=study_id, defaults={"sent_at": now, "sends": 1, "routed_at": None}
         )
-        transaction.on_commit(partial(study_triage.delay, study_id))
+        task_queue_after_commit(study_triage, study_id)
 
 
 def studies_triage_resend_due(*, now: datetime | None = None) -> list[int]:
@@ -64,7 +69,7 @@ def studies_triage_resend_due(*, now: datetime | None = None) -> list[int]:
             dispatch.sent_at, dispatch.sends = now, dispatch.sends + 1
             dispatch.save(update_fields=["sent_at", "sends"])
             due.append(dispatch.study_id)
-            transaction.on_commit(partial(study_triage.delay, dispatch.study_id))
+            task_queue_after_commit(study_triage, dispatch.study_id)
     if due:
         logger.warning("study triage sent again (worker gone or message lost): %s", due)
     return due

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -49,6 +50,24 @@ def audit_study_view(*, request: HttpRequest, study_id: int, channel: str) -> Au
         channel=channel,
         study_id=study_id,
         remote_addr=client_address(request),
+    )
+
+
+def audit_access_denied(
+    sender: object,
+    *,
+    channel: str,
+    remote_addr: str | None,
+    detail: dict[str, Any],
+    **kwargs: Any,
+) -> None:
+    """worklist.signals.access_denied: a refused DICOM association or TLS handshake."""
+    audit_record(
+        action="access.denied",
+        actor_id=None,
+        channel=channel,
+        remote_addr=ip_or_none(remote_addr or ""),
+        detail=detail,
     )
 
 
@@ -118,3 +137,33 @@ class DeniedAccessAudit:
                 detail={"path": request.path[:200], "status": response.status_code},
             )
         return response
+
+
+_ADMIN_ACTIONS = {1: "admin.add", 2: "admin.change", 3: "admin.delete"}
+
+
+def audit_admin_change(sender: object, *, instance: Any, created: bool, **kwargs: Any) -> None:
+    """post_save of Django admin's LogEntry: every add, change and delete made in the Django
+    admin (users, their roles and locations, destinations, studies...) goes into the audit log
+    too, with who made it and which fields changed (names only, never the values)."""
+    if not created or kwargs.get("raw"):
+        return
+    fields: list[str] = []
+    try:
+        for step in json.loads(instance.change_message or "[]"):
+            for verb in ("changed", "added", "deleted"):
+                if isinstance(step, dict) and isinstance(step.get(verb), dict):
+                    fields += [str(name) for name in step[verb].get("fields", [])]
+                    if "name" in step[verb]:
+                        fields.append(f"{step[verb]['name']} ({verb})")
+    except (ValueError, TypeError):
+        fields = []
+    content = instance.content_type
+    model = f"{content.app_label}.{content.model}" if content is not None else ""
+    audit_record(
+        action=_ADMIN_ACTIONS.get(int(instance.action_flag), "admin.change"),
+        actor_id=instance.user_id,
+        channel="admin",
+        study_id=int(instance.object_id) if model == "worklist.study" else None,
+        detail={"model": model, "object_id": str(instance.object_id)[:64], "fields": fields[:50]},
+    )

@@ -38,16 +38,25 @@ def _send(group: str, message: dict[str, Any]) -> None:
     layer = get_channel_layer()
     if layer is None:
         return
-    try:
-        if _server_loop is not None and _server_loop.is_running():
-            asyncio.run_coroutine_threadsafe(layer.group_send(group, message), _server_loop).result(
-                timeout=5
-            )
-        else:
-            async_to_sync(layer.group_send)(group, message)
-    except Exception:
-        # The database is the truth: a lost push is covered by resume and periodic resync.
-        logger.exception("broadcast to %s failed", group)
+    for attempt in range(SEND_ATTEMPTS):
+        try:
+            if _server_loop is not None and _server_loop.is_running():
+                asyncio.run_coroutine_threadsafe(
+                    layer.group_send(group, message), _server_loop
+                ).result(timeout=5)
+            else:
+                async_to_sync(layer.group_send)(group, message)
+            return
+        except Exception:
+            # Once more at once: after a Redis restart the first send goes out on a pooled
+            # connection from before it, which fails once (a push lost for nothing).
+            if attempt < SEND_ATTEMPTS - 1:
+                continue
+            # The database is the truth: a lost push is covered by resume and periodic resync.
+            logger.exception("broadcast to %s failed", group)
+
+
+SEND_ATTEMPTS = 2
 
 
 def broadcast_on_commit(group: str, message: dict[str, Any]) -> None:

@@ -18,8 +18,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+from datetime import datetime
 from typing import Any
 
+from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
@@ -27,12 +29,14 @@ from triage import broadcast
 from triage.alerts import (
     AlertNotAllowed,
     alert_acknowledge,
+    alert_changes_since,
     alert_frame,
     alerts_for_frames,
     alerts_visible,
 )
 from triage.audit import audit_record, ip_or_none
 from triage.deliveries import digest_frame, held_alert_ids, held_recipient_ids, recent_digests
+from triage.layer_watch import socket_unwatch, socket_watch
 from triage.models import Alert, AlertDigest
 from triage.roles import Role, user_has_role
 from triage.selectors import worklist_items
@@ -46,10 +50,12 @@ Scope = dict[str, Any]
 # (frame, who may see it, who hears of it in a digest rather than at once)
 Loaded = tuple[dict[str, Any], Scope, frozenset[int]]
 _shared_frames: dict[tuple[int, str], asyncio.Future[Loaded | None]] = {}
+# since -> (loop time the read began, the read)
+_shared_changes: dict[datetime, tuple[float, asyncio.Future[list[tuple[int, str]]]]] = {}
 
 
-def _forget_later(key: tuple[int, str]) -> None:
-    asyncio.get_running_loop().call_later(30, _shared_frames.pop, key, None)
+def _forget_later(key: Any, shared: dict[Any, Any] = _shared_frames) -> None:
+    asyncio.get_running_loop().call_later(30, shared.pop, key, None)
 
 
 @database_sync_to_async
@@ -78,6 +84,25 @@ MAX_FRAME_CHARACTERS = 64 * 1024
 class JsonFrames(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
     """A frame that is not JSON text (binary, not JSON, over 64 KiB, nested too deeply) is
     answered with an error frame, and the socket stays open."""
+
+    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            # However the socket ends (closed, or its consumer failed when the channel layer
+            # went away, when `disconnect` is not called), the layer's watcher forgets it.
+            socket_unwatch(self)
+
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        """As Channels' own, less the stale-connection check it runs (in a thread) before every
+        message: each database access here goes through `database_sync_to_async`, which makes
+        that check around itself, and an alert fanned out to a thousand sockets of a process
+        would otherwise queue a thousand thread hops that touch no database (a quarter of the
+        server's time in the fan-out bench)."""
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError(f"No handler for message type {message['type']}")
+        await handler(message)
 
     async def refuse(self, code: int) -> None:
         """Audit the denied socket (who, from where, which), then accept and close at once with
@@ -131,13 +156,37 @@ class AlertConsumer(JsonFrames):
         self.sent: set[tuple[int, str]] = set()  # (seq, state) already on this socket
         self.viewer = await database_sync_to_async(viewer_for)(user)
         self.groups_joined = [broadcast.GROUP_ALERTS, broadcast.user_alerts_group(user.pk)]
-        for group in self.groups_joined:
-            await self.channel_layer.group_add(group, self.channel_name)
+        await self._groups_join()
         await self.accept()
+        socket_watch(self)
 
     async def disconnect(self, code: int) -> None:
+        socket_unwatch(self)
         for group in getattr(self, "groups_joined", ()):
             await self.channel_layer.group_discard(group, self.channel_name)
+
+    async def _groups_join(self) -> None:
+        """Join (again: idempotent) the socket's groups. Membership lapses after the layer's
+        group expiry (a day) and is lost when Redis restarts."""
+        for group in self.groups_joined:
+            await self.channel_layer.group_add(group, self.channel_name)
+
+    async def layer_restarted(self, since: datetime) -> None:
+        """Redis restarted or came back (triage.layer_watch): join again, then hear each alert
+        change since `since` as if it had been pushed (one read per process, shared by every
+        socket; visibility and delivery as for a push; what the socket has, it is not sent)."""
+        await self._groups_join()
+        loop = asyncio.get_running_loop()
+        joined = loop.time()
+        # A read begun before this socket was back in its groups may miss a change pushed
+        # meanwhile: shared only when begun after.
+        shared = _shared_changes.get(since)
+        if shared is None or shared[0] < joined:
+            pending = asyncio.ensure_future(database_sync_to_async(alert_changes_since)(since))
+            shared = _shared_changes[since] = (loop.time(), pending)
+            pending.add_done_callback(lambda _: _forget_later(since, _shared_changes))
+        for alert_id, version in await asyncio.shield(shared[1]):
+            await self.alert_changed({"alert_id": alert_id, "version": version})
 
     async def receive_json(self, content: Any, **kwargs: Any) -> None:
         kind = content.get("type") if isinstance(content, dict) else None
@@ -148,11 +197,8 @@ class AlertConsumer(JsonFrames):
                 return
             for frame in await self._frames(after_seq=after):
                 await self._send_once(frame)
-        elif kind == "resync":
-            # Join the groups again (idempotent): membership lapses after the layer's group
-            # expiry (a day) and is lost when Redis restarts; the dashboard resyncs every 30 s.
-            for group in self.groups_joined:
-                await self.channel_layer.group_add(group, self.channel_name)
+        elif kind == "resync":  # the dashboard resyncs every 30 s
+            await self._groups_join()
             for frame in await self._frames(open_only=True):
                 await self._send_once(frame, force=True)
             for frame in await self._recent_digests():
@@ -236,9 +282,16 @@ class WorklistConsumer(JsonFrames):
             return
         await self.channel_layer.group_add(broadcast.GROUP_WORKLIST, self.channel_name)
         await self.accept()
+        socket_watch(self)
 
     async def disconnect(self, code: int) -> None:
+        socket_unwatch(self)
         await self.channel_layer.group_discard(broadcast.GROUP_WORKLIST, self.channel_name)
+
+    async def layer_restarted(self, since: datetime) -> None:
+        """Redis restarted or came back: join again; the page fetches its rows once more."""
+        await self.channel_layer.group_add(broadcast.GROUP_WORKLIST, self.channel_name)
+        await self.send_json({"type": "items", "item_ids": await self._item_ids()})
 
     async def receive_json(self, content: Any, **kwargs: Any) -> None:
         if isinstance(content, dict) and content.get("type") == "resync":

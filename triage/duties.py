@@ -1,11 +1,13 @@
-"""The periodic duties, in one place: studies become ready as their quiet period passes,
-triage and inference tasks whose worker died (or whose message was lost) are sent again,
+"""The periodic duties, in one place: studies become ready as their quiet period passes (the
+fallback: a study sent over DICOM is normally ready on its association's release, in the
+listener, `worklist.services.transfers`), transfers a dead listener left are forgotten, triage
+and inference tasks whose worker died (or whose message was lost) are sent again,
 unacknowledged alerts escalate, the rate cap's due digests go out, and outbound messages due
 a retry are sent again (the environment's destinations are seeded on the first round).
 
 All are database-driven and idempotent, so running them twice is harmless. Production
 schedules them with Celery beat (`triage.tasks.periodic_duties`); the demo and
-`manage.py periodic_duties` run `periodic_duties_loop`. The DICOM listener only listens.
+`manage.py periodic_duties` run `periodic_duties_loop`.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from triage.alerts import alerts_escalate_due
 from triage.arrivals import studies_ready_sweep, studies_triage_resend_due
 from triage.deliveries import alert_digests_send_due
 from triage.outbound.services import destinations_seed, outbound_messages_send_due
+from triage.queueing import task_queue
+from worklist.services.transfers import transfers_forget_stale
 
 logger = logging.getLogger(__name__)
 
@@ -42,15 +46,19 @@ def periodic_duties_run() -> DutiesDone:
         destinations_seed()
         _seeded.set()
 
+    # What needs no broker first: escalations and digests go out whatever the broker's state.
+    escalated = alerts_escalate_due()
+    alert_digests_send_due()
     ready = studies_ready_sweep()
+    transfers_forget_stale()
     studies_triage_resend_due()
     stranded = inference_runs_redeliver_due()
     for run_id in stranded:
-        inference_run.delay(run_id)
-    escalated = alerts_escalate_due()
-    alert_digests_send_due()
+        if not task_queue(inference_run, run_id):
+            break  # the broker is down: the rest are due again next round
     for message_id in outbound_messages_send_due():
-        outbound_send.delay(message_id)
+        if not task_queue(outbound_send, message_id):
+            break
     return DutiesDone(
         studies_ready=len(ready), runs_sent_again=len(stranded), alerts_escalated=len(escalated)
     )

@@ -1,7 +1,8 @@
-"""HL7 v2 in: ADT (A01, A02, A03, A04, A08) and orders (ORM^O01, OMI^O23) from the hospital,
-parsed with python-hl7 into plain values for the worklist's order services, stored with the
-acknowledgement they got. AA is answered only after the message and its effects committed;
-AE or AR, with the reason, when it cannot be used. Dashboards hear of re-ranked studies after
+"""HL7 v2 in: ADT (A01, A02, A03, A04, A08), orders (ORM^O01, OMI^O23) and final reports
+(ORU^R01, read for labels by `triage.reports`) from the hospital, parsed with python-hl7 into
+plain values for the worklist's order services, stored with the acknowledgement they got.
+AA is answered only after the message and its effects committed; AE or AR, with the reason,
+when it cannot be used. Dashboards hear of re-ranked studies after
 commit. The raw message stays in the database: logs carry its type and control id only."""
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from django.db import transaction
 from django.utils import timezone
 
 from triage import broadcast
+from triage.outbound.hl7_messages import SENDING_APPLICATION
+from triage.reports import report_file
 from worklist.models import Hl7InboundMessage
 from worklist.services.orders import (
     OrderFacts,
@@ -105,7 +108,43 @@ def _apply(message: hl7.Message, message_type: str, event: str) -> list[int]:
         )
     if (message_type, event) in ORDER_TYPES:
         return order_record(facts=_order_facts(message, message_type))
-    raise OrderRefused(f"{message_type}^{event} is not handled (ADT, ORM^O01, OMI^O23 are)")
+    if (message_type, event) == ("ORU", "R01"):
+        _report_apply(message)
+        return []
+    raise OrderRefused(
+        f"{message_type}^{event} is not handled (ADT, ORM^O01, OMI^O23, ORU^R01 are)"
+    )
+
+
+def _report_apply(message: hl7.Message) -> None:
+    """A radiology report: OBR-25 F (final) or C (corrected) is filed; P (preliminary) and
+    others are refused with the reason, since only a final report is truth."""
+    status = _value(message, "OBR.F25").upper()[:1]
+    if status not in ("F", "C"):
+        raise OrderRefused(f"ORU^R01 with result status {status or 'none'!r}: only final (F) "
+                           "or corrected (C) reports are read")  # fmt: skip
+    accession = (_value(message, "OBR.F18.R1.C1") or _value(message, "OBR.F3.R1.C1"))[:64]
+    if not accession:
+        raise OrderRefused("ORU^R01 without an accession number (OBR-3 or OBR-18)")
+    if _value(message, "MSH.F3.R1.C1").upper() == SENDING_APPLICATION:
+        raise OrderRefused(f"ORU^R01 from {SENDING_APPLICATION} is our own AI result, not a report")
+    lines = []
+    try:
+        for segment in message.segments("OBX"):
+            if len(segment) > 5 and str(segment[2]).strip().upper() in ("TX", "FT", "ST"):
+                lines.extend(str(segment[5]).split("~"))
+    except KeyError:  # python-hl7: no OBX segment at all
+        lines = []
+    if not [line for line in lines if line.strip()]:
+        raise OrderRefused("ORU^R01 without report text (OBX-5 of a TX, FT or ST OBX)")
+    # TX lines are the report's wrapped lines: joined with spaces (a sentence may run over
+    # two); FT's \.br\ is a line break.
+    report_file(
+        accession=accession,
+        text=" ".join(lines).replace("\\.br\\", "\n"),
+        status=status,
+        control_id=_value(message, "MSH.F10"),
+    )
 
 
 def _stored(*, raw: str, peer: str, message_type: str, control_id: str, answer: Answer) -> None:

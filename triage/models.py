@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Self
+
 from django.conf import settings
 from django.db import models
+from django.utils import timezone
 
 
 class AuditEvent(models.Model):
@@ -105,14 +108,11 @@ class Alert(models.Model):
         return f"Alert {self.seq} {self.finding} study={self.study_id} {self.state}"
 
 
-class ThresholdPolicy(models.Model):
-    """An administrator's threshold for a finding, optionally narrowed to a location prefix or a
-    modality. Rows are never edited: a change adds a row and retires the one it replaces."""
+class AdministratorSetting(models.Model):
+    """An administrator's setting for one scope (a threshold, a model's mode). Rows are never
+    edited: a change adds a row and retires the one of that scope it replaces, so the history
+    says who set what, when and why."""
 
-    finding = models.CharField(max_length=32)
-    location_prefix = models.CharField(max_length=64, blank=True)
-    modality = models.CharField(max_length=16, blank=True)
-    value = models.FloatField()
     active = models.BooleanField(default=True)
     changed_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT)
     changed_at = models.DateTimeField()
@@ -122,12 +122,68 @@ class ThresholdPolicy(models.Model):
     )
 
     class Meta:
+        abstract = True
+
+    @classmethod
+    def replace_active(
+        cls, *, scope: dict[str, str], user: object, reason: str, **values: object
+    ) -> tuple[Self, Self | None]:
+        """Retire the active row of `scope` (locked) and add its successor with `values`; in the
+        caller's transaction. The new row and the one it replaced (None: the first)."""
+        rows = cls._default_manager  # the concrete model's (an abstract one has no `objects`)
+        previous = rows.select_for_update().filter(active=True, **scope).first()
+        if previous is not None:
+            previous.active = False
+            previous.save(update_fields=["active"])
+        row = rows.create(
+            **scope,
+            **values,
+            changed_by=user,
+            changed_at=timezone.now(),
+            reason=reason.strip()[:500],
+            replaces=previous,
+        )
+        return row, previous
+
+
+class ThresholdPolicy(AdministratorSetting):
+    """An administrator's threshold for a finding, optionally narrowed to a location prefix or a
+    modality."""
+
+    finding = models.CharField(max_length=32)
+    location_prefix = models.CharField(max_length=64, blank=True)
+    modality = models.CharField(max_length=16, blank=True)
+    value = models.FloatField()
+
+    class Meta:
         ordering = ["-changed_at", "-id"]
         indexes = [models.Index(fields=["finding", "active"], name="threshold_active_idx")]
 
     def __str__(self) -> str:
         scope = "/".join(part for part in (self.location_prefix, self.modality) if part) or "all"
         return f"{self.finding} [{scope}] {self.value:.3f}"
+
+
+class ModelMode(AdministratorSetting):
+    """How a model runs, for every location or for those within a location prefix: live
+    (flags, deadlines, alerts, results out), shadow (runs, its results stored for
+    administrators only, nothing else) or off (not run). No row: live."""
+
+    class Mode(models.TextChoices):
+        LIVE = "live", "live"
+        SHADOW = "shadow", "shadow (administrators only)"
+        OFF = "off", "off"
+
+    model_name = models.CharField(max_length=64)
+    location_prefix = models.CharField(max_length=64, blank=True)
+    mode = models.CharField(max_length=8, choices=Mode.choices)
+
+    class Meta:
+        ordering = ["-changed_at", "-id"]
+        indexes = [models.Index(fields=["model_name", "active"], name="model_mode_active_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.model_name} [{self.location_prefix or 'all'}] {self.mode}"
 
 
 class Feedback(models.Model):
@@ -178,6 +234,34 @@ class Feedback(models.Model):
         return self.verdict in (self.Verdict.CONFIRMED, self.Verdict.MISSED)
 
 
+class ReportLabel(models.Model):
+    """A finding's label read from a study's final radiology report (triage.reports): the second
+    ground truth beside radiologist feedback. A corrected report replaces the labels."""
+
+    class Label(models.TextChoices):
+        PRESENT = "present"
+        ABSENT = "absent"
+        UNCERTAIN = "uncertain"
+        NOT_MENTIONED = "not_mentioned", "not mentioned"
+
+    study = models.ForeignKey(
+        "worklist.Study", on_delete=models.CASCADE, related_name="report_labels"
+    )
+    finding = models.CharField(max_length=32)
+    label = models.CharField(max_length=16, choices=Label.choices)
+    status = models.CharField(max_length=1, help_text="OBR-25: F final, C corrected")
+    control_id = models.CharField(max_length=64, blank=True, help_text="MSH-10 of the report")
+    received_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["study", "finding"], name="report_label_once")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.finding} {self.label} (study #{self.study_id})"
+
+
 class ValidationRun(models.Model):
     """A model run over a labelled data set: the scores behind the operating-point explorer."""
 
@@ -205,6 +289,9 @@ class ValidationCase(models.Model):
     case = models.CharField(max_length=128)
     label = models.BooleanField()
     score = models.FloatField()
+    subgroups = models.JSONField(
+        default=dict, blank=True, help_text="triage.subgroups: manufacturer, station, bands..."
+    )
 
     class Meta:
         constraints = [

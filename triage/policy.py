@@ -1,4 +1,5 @@
-"""The triage policy: what a model's result means for a study.
+"""The triage policy: what a model's result means for a study (nothing, for a model in shadow
+mode: `triage.model_modes`).
 
 A recorded run's score is compared with the finding's threshold (read through the one
 selector, at every result); the study's AI state follows its current runs; a flag brings the
@@ -27,9 +28,12 @@ def run_result_apply(*, run: InferenceRun) -> None:
     if run.state == InferenceRun.State.COMPLETE and run.score is not None:
         card = registry_current().models[run.model_name]
         run.threshold = threshold_for(card=card, study=study)
-        run.flagged = run.score >= run.threshold
+        run.flagged = run.score >= run.threshold  # for a shadow run: the flag it would raise
         run.save(update_fields=["threshold", "flagged"])
-        outbound_results_enqueue(run=run)  # the SC, SR and ORU it causes, in this transaction
+        if run.current and not run.shadow:  # not a superseded run's: it is no result now
+            outbound_results_enqueue(run=run)  # the SC, SR and ORU it causes, in this txn
+    if run.shadow:
+        return  # administrators' eyes only: no flag, deadline, alert, AI state or result out
     study_findings_apply(study=study)
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 from typing import Any
 
 from django.db import transaction
-from django.utils import timezone
 
 from inference.registry import ModelCard
 from triage.audit import audit_record
@@ -74,29 +73,13 @@ def threshold_set(
         )
     location_prefix, modality = location_prefix.strip(), modality.strip()
     with transaction.atomic():
-        previous = (
-            ThresholdPolicy.objects.select_for_update()
-            .filter(
-                finding=finding,
-                active=True,
-                location_prefix=location_prefix.upper(),
-                modality=modality.upper(),
-            )
-            .first()
-        )
-        if previous is not None:
-            previous.active = False
-            previous.save(update_fields=["active"])
-        policy = ThresholdPolicy.objects.create(
-            finding=finding,
-            location_prefix=location_prefix.upper(),
-            modality=modality.upper(),
+        policy, previous = ThresholdPolicy.replace_active(
+            scope={"finding": finding, "location_prefix": location_prefix.upper(),
+                   "modality": modality.upper()},
+            user=user,
+            reason=reason,
             value=value,
-            changed_by=user,
-            changed_at=timezone.now(),
-            reason=reason.strip()[:500],
-            replaces=previous,
-        )
+        )  # fmt: skip
         audit_record(
             action="threshold.change",
             actor_id=user.pk,

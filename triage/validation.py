@@ -88,19 +88,21 @@ def _series_of(folder: Path) -> tuple[StudyDescriptor, dict[str, list[Path]]]:
     )
 
 
-def study_score(card: ModelCard, folder: Path, *, threads: int) -> float:
-    """The model's score for one study folder, read as a worker reads it."""
+def study_score(card: ModelCard, folder: Path, *, threads: int) -> tuple[float, dict[str, str]]:
+    """The model's score for one study folder, read as a worker reads it, and the subgroups of
+    the series it scored."""
     descriptor, files = _series_of(folder)
     chosen = series_select(descriptor, card.applies_to, selection=card.series_selection)
     if chosen is None:
         raise DatasetError(f"{folder.name}: no series this model applies to")
-    return series_score(
+    scored = series_score(
         card=card,
         paths=files[chosen.uid],
         threads=threads,
         batch_size=settings.INFERENCE_BATCH_SIZE,
         heat_map=False,
-    ).score
+    )
+    return scored.score, scored.acquisition
 
 
 def validation_run_create(
@@ -125,12 +127,16 @@ def validation_run_create(
     cases, failures = [], 0
     for index, (study, label) in enumerate(sorted(labels.items()), start=1):
         try:
-            score = study_score(card, dataset / study, threads=threads)
+            score, subgroups = study_score(card, dataset / study, threads=threads)
         except (DatasetError, pipeline.DecodeError) as problem:
             failures += 1
             logger.warning("validation: %s skipped: %s", study, problem)
             continue
-        cases.append(ValidationCase(validation=run, case=study, label=label, score=score))
+        cases.append(
+            ValidationCase(
+                validation=run, case=study, label=label, score=score, subgroups=subgroups
+            )
+        )
         if progress:
             progress(index, len(labels), study)
     ValidationCase.objects.bulk_create(cases)
@@ -140,7 +146,11 @@ def validation_run_create(
 
 
 def validation_run_from_scores(
-    *, card: ModelCard, cases: Iterable[tuple[str, bool, float]], dataset: str, description: str
+    *,
+    card: ModelCard,
+    cases: Iterable[tuple[str, bool, float] | tuple[str, bool, float, dict[str, str]]],
+    dataset: str,
+    description: str,
 ) -> ValidationRun:
     """Store scores computed elsewhere (the demo's in-memory held-out phantoms)."""
     run = ValidationRun.objects.create(
@@ -152,8 +162,14 @@ def validation_run_from_scores(
         created_at=timezone.now(),
     )
     rows = [
-        ValidationCase(validation=run, case=case, label=label, score=score)
-        for case, label, score in cases
+        ValidationCase(
+            validation=run,
+            case=entry[0],
+            label=entry[1],
+            score=entry[2],
+            subgroups=entry[3] if len(entry) > 3 else {},
+        )
+        for entry in cases
     ]
     ValidationCase.objects.bulk_create(rows)
     run.cases = len(rows)
@@ -177,14 +193,14 @@ def validation_run_from_phantoms(
             paths = phantom_write(
                 study, out_dir=Path(folder), seed=seed, transfer_syntax="explicit"
             )
-            score = series_score(
+            scored = series_score(
                 card=card,
                 paths=paths,
                 threads=threads,
                 batch_size=settings.INFERENCE_BATCH_SIZE,
                 heat_map=False,
-            ).score
-        cases.append((f"phantom-{seed}", positive, score))
+            )
+        cases.append((f"phantom-{seed}", positive, scored.score, scored.acquisition))
         if progress:
             progress(index + 1, len(seeds), f"phantom-{seed}")
     return validation_run_from_scores(

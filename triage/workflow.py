@@ -9,7 +9,6 @@ commit and carries ids only.
 from __future__ import annotations
 
 import logging
-from functools import partial
 
 from django.db import transaction
 from django.utils import timezone
@@ -21,8 +20,10 @@ from inference.services import (
     inference_run_record,
     study_route,
 )
-from triage.models import TriageDispatch
+from triage.model_modes import model_modes_for
+from triage.models import ModelMode, TriageDispatch
 from triage.policy import run_result_apply, study_routed_apply
+from triage.queueing import task_queue_after_commit
 from worklist.models import Study
 
 logger = logging.getLogger(__name__)
@@ -41,11 +42,16 @@ def study_triage_run(*, study_id: int) -> list[int]:
             # Re-opened since: it is announced and triaged again when ready.
             TriageDispatch.objects.filter(study=study).update(routed_at=timezone.now())
             return []
-        routing = study_route(study=study)
+        modes = model_modes_for(location=study.patient_location or "")
+        routing = study_route(
+            study=study,
+            shadow={name for name, mode in modes.items() if mode == ModelMode.Mode.SHADOW},
+            off={name for name, mode in modes.items() if mode == ModelMode.Mode.OFF},
+        )
         study_routed_apply(study=study, findings=routing.findings)
         TriageDispatch.objects.filter(study=study).update(routed_at=timezone.now())
         for run_id in routing.queued_run_ids:
-            transaction.on_commit(partial(inference_run.delay, run_id))
+            task_queue_after_commit(inference_run, run_id)
     logger.info(
         "study routed study=%s findings=%s runs=%s",
         study_id,

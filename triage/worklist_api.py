@@ -29,7 +29,7 @@ from triage.reading import (
     worklist_item_mark_read,
     worklist_item_release,
 )
-from triage.roles import Role, acting_user_id, roles_permission
+from triage.roles import Role, acting_user_id, roles_permission, user_has_role
 from triage.serializers import StudyDetailSerializer, WorklistItemSerializer
 from triage.visibility import study_visible_to
 from worklist import storage
@@ -194,6 +194,8 @@ def _visible_run(request: Request, *, study_id: int, run_id: int) -> InferenceRu
     if not study_visible_to(request.user, study=run.study):
         audit_location_denied(request=request._request, study_id=study_id, channel="api")
         raise Http404("No such study among your locations'.")
+    if run.shadow and not user_has_role(request.user, Role.ADMINISTRATOR):
+        raise Http404("No such result.")  # a shadow run is for administrators only
     return run
 
 

@@ -12,9 +12,11 @@ from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
+from inference.models import InferenceRun
 from triage import selectors
 from triage.audit import audit_location_denied, audit_study_view
 from triage.findings import FINDINGS, finding_spec
+from triage.model_modes import models_in_shadow
 from triage.reading import (
     ClaimConflict,
     worklist_item_claim,
@@ -51,7 +53,9 @@ def _worklist_context(request: HttpRequest) -> dict[str, Any]:
 
 @role_required(Role.RADIOLOGIST, Role.ADMINISTRATOR)
 def worklist_page(request: HttpRequest) -> HttpResponse:
-    return render(request, "worklist/worklist.html", _worklist_context(request))
+    # The shadow notice is the page's, not the rows' (re-fetched on every live change).
+    context = {**_worklist_context(request), "in_shadow": models_in_shadow()}
+    return render(request, "worklist/worklist.html", context)
 
 
 @role_required(Role.RADIOLOGIST, Role.ADMINISTRATOR)
@@ -104,7 +108,10 @@ def preview_page(request: HttpRequest, study_id: int) -> HttpResponse:
     if not study_visible_to(request.user, study=study):
         audit_location_denied(request=request, study_id=study.pk, channel="viewer")
         raise Http404("No such study among your locations'.")
-    runs = [run for run in study.inference_runs.all() if run.state == "complete"]
+    # The study's latest routing only: never a shadow run (administrators' eyes only, on
+    # /manage/models/) nor one a re-routing superseded.
+    current: list[InferenceRun] = getattr(study, "current_runs", [])  # study_detail's prefetch
+    runs = [run for run in current if run.state == "complete"]
     run = max(runs, key=lambda r: (bool(r.flagged), r.score or 0.0), default=None)
     series = run.series if run is not None else study.series.order_by("series_number").first()
     instances = (

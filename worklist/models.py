@@ -114,6 +114,30 @@ class Instance(models.Model):
         return f"Instance #{self.pk} {self.sop_instance_uid}"
 
 
+class Transfer(models.Model):
+    """One DICOM association delivering instances of one study, while it is open.
+
+    Written by the ingest transaction of the association's first instance of the study (and
+    about twice a second after), deleted when the association ends. A study whose last open
+    transfer is released becomes ready at once (`worklist.services.transfers`); a transfer left
+    by a listener that died stops counting once it is a quiet period old, and the quiet period
+    is always the fallback.
+    """
+
+    association = models.CharField(max_length=96, help_text="host/pid/association of a listener")
+    study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="transfers")
+    last_instance_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["association", "study"], name="transfer_unique")
+        ]
+        indexes = [models.Index(fields=["study", "last_instance_at"], name="transfer_study_idx")]
+
+    def __str__(self) -> str:
+        return f"Transfer of study #{self.study_id} over {self.association}"
+
+
 class QuarantinedObject(models.Model):
     """Bytes we refused, kept for an administrator to inspect."""
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import uuid
+from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
 
@@ -39,6 +40,30 @@ def storage_path(relative_path: str) -> Path:
     if resolved == root or not resolved.is_relative_to(root):
         raise UnsafeStoragePath("storage path resolves outside the storage folder")
     return resolved
+
+
+def storage_paths(relative_paths: Sequence[str]) -> list[Path]:
+    """`storage_path` for many files at once (a series retrieve), with the same refusals: each
+    folder resolved once, each file name checked by itself and refused if it is a symbolic
+    link. Resolving every path whole was a tenth of a 200-slice retrieve (bench/dicomweb.py)."""
+    folders: dict[str, Path | None] = {}
+    paths = []
+    for relative_path in relative_paths:
+        folder, _, name = relative_path.rpartition("/")
+        if folder and name not in ("", ".", "..") and folder not in folders:
+            try:
+                folders[folder] = storage_path(folder)
+            except UnsafeStoragePath:  # the root itself, or outside: the general rule decides
+                folders[folder] = None
+        resolved = folders.get(folder) if name not in ("", ".", "..") else None
+        if resolved is None:
+            paths.append(storage_path(relative_path))
+            continue
+        path = resolved / name
+        if path.is_symlink():
+            raise UnsafeStoragePath("storage path is a symbolic link")
+        paths.append(path)
+    return paths
 
 
 def _incoming_dir() -> Path:

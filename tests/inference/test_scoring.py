@@ -37,6 +37,7 @@ def head_ct_paths(tmp_path_factory) -> list[Path]:
 
 
 def test_series_score_is_the_explicit_pipeline_chain(head_ct_paths):
+    """decode -> pre-process -> ONNX Runtime -> the card's calibration -> aggregate."""
     card = shipped_card(Finding.INTRACRANIAL_HEMORRHAGE)
 
     scored = series_score(card=card, paths=head_ct_paths, threads=1, batch_size=8)
@@ -46,7 +47,9 @@ def test_series_score_is_the_explicit_pipeline_chain(head_ct_paths):
     probabilities, _ = pipeline.predict(
         session.session, pipeline.model_inputs(series, card.preprocessing), outputs=card.outputs
     )
-    score, key = pipeline.aggregate(probabilities, method=card.aggregation)
+    assert card.calibration is not None  # the card's scale: the raw probabilities mapped
+    raw, key = pipeline.aggregate(probabilities, method=card.aggregation)
+    score = card.calibration.value(raw)
     assert isinstance(scored, SeriesScore)
     assert scored.score == pytest.approx(score, abs=1e-5)
     assert scored.key_index == key
@@ -118,7 +121,7 @@ def test_validation_scores_a_study_folder_with_series_score(head_ct_paths, setti
     card = shipped_card(Finding.INTRACRANIAL_HEMORRHAGE)
     folder = head_ct_paths[0].parent
 
-    score = study_score(card, folder, threads=1)
+    score, subgroups = study_score(card, folder, threads=1)
 
     expected = series_score(
         card=card,
@@ -128,6 +131,8 @@ def test_validation_scores_a_study_folder_with_series_score(head_ct_paths, setti
         heat_map=False,
     )
     assert score == expected.score
+    header = pydicom.dcmread(sorted(head_ct_paths)[0], stop_before_pixels=True)
+    assert subgroups["sex"] == header.PatientSex and subgroups["manufacturer"] != "unknown"
 
 
 @pytest.mark.django_db

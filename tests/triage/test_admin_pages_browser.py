@@ -62,3 +62,26 @@ def test_explorer_draws_curves_and_applies_a_threshold(browser, live_server, use
     expect(page.get_by_role("link", name="Download CSV")).to_be_visible()
     page.screenshot(path=ARTIFACTS / "analytics.png", full_page=True)
     assert re.search(r"Kolmogorov", page.content())
+    series = page.locator("#time-series svg.plot")
+    expect(series).to_have_count(4)
+    for index in range(4):
+        box = series.nth(index).bounding_box()
+        assert box is not None and box["width"] > 300 and box["height"] > 150
+
+    # The model inventory: every calibrated card's reliability diagram drawn; a mode changed.
+    page.goto(f"{live_server.url}/manage/models/")
+    diagrams = page.locator("figure[data-reliability] svg.plot")
+    expect(diagrams).to_have_count(4)
+    assert diagrams.first.locator("polyline.series").count() == 2  # raw and calibrated
+    assert diagrams.first.locator("line.diagonal").count() == 1
+    form = page.locator("#model-mode")
+    form.get_by_label("Model", exact=True).select_option("pneumothorax-demo")
+    form.get_by_label("Mode", exact=True).select_option("shadow")
+    form.get_by_label("Reason", exact=True).fill("trial on the new DR room")
+    form.get_by_role("button", name="Change").click()
+    expect(page.locator('tr[data-model="pneumothorax-demo"] td.mode')).to_contain_text("shadow")
+    expect(page.locator('tr[data-model="pneumothorax-demo"] td.mode')).to_contain_text(
+        "trial on the new DR room"
+    )
+    page.screenshot(path=ARTIFACTS / "models.png", full_page=True)
+    assert AuditEvent.objects.filter(action="model.mode").count() == 1

@@ -5,7 +5,9 @@ attributes. Bad queries are 400s with the reason; roles and the audit are checke
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
+import time
 from pathlib import Path
 
 import pydicom
@@ -18,8 +20,9 @@ from tests.conftest import asgi_server_start, process_stop
 from tests.interfaces import Orthanc
 from tests.worklist.test_ingest_service import ingest_file
 from triage.models import AuditEvent, StaffProfile
+from worklist import storage
 from worklist.dicom.synthetic import StudySpec, write_study
-from worklist.models import Study
+from worklist.models import Instance, Study
 
 
 def studies_write(tmp_path: Path) -> list[list[Path]]:
@@ -41,10 +44,15 @@ def studies_write(tmp_path: Path) -> list[list[Path]]:
 
 
 @pytest.fixture
-def server(transactional_db, tmp_path):
+def served(transactional_db, tmp_path):
     process, port = asgi_server_start(tmp_path)
-    yield port
+    yield process, port
     process_stop(process)
+
+
+@pytest.fixture
+def server(served):
+    return served[1]
 
 
 def client_for(port: int, user) -> DICOMwebClient:  # type: ignore[no-untyped-def]
@@ -190,15 +198,15 @@ def test_clinicians_read_their_locations_studies_only(db, users, client, tmp_pat
         assert client.get("/dicomweb/studies").status_code == 403
 
 
-def test_a_200_slice_series_is_streamed_with_bounded_memory(server, users, tmp_path):
+def test_a_200_slice_series_is_streamed_with_bounded_memory(served, users, tmp_path):
+    process, server = served
     paths = write_study(StudySpec(slices=200, rows=512, columns=512), seed=31, out_dir=tmp_path)
     for path in paths:
         assert ingest_file(path).status == 0
     total = sum(path.stat().st_size for path in paths)
     uid = str(pydicom.dcmread(paths[0], stop_before_pixels=True).StudyInstanceUID)
     token, _ = Token.objects.get_or_create(user=users.radiologist)
-    pid = int(subprocess.run(["pgrep", "-f", "--", f"--port {server}"], capture_output=True,
-                             text=True).stdout.split()[0])  # fmt: skip
+    pid = process.pid  # the server's own (a pgrep on "--port N" could match "--port N5" too)
 
     def peak_kib() -> int:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -222,9 +230,64 @@ def test_a_200_slice_series_is_streamed_with_bounded_memory(server, users, tmp_p
         assert response.status_code == 200
         for chunk in response.iter_content(1 << 20):
             received += len(chunk)
+        assert int(response.headers["Content-Length"]) == received  # exact, not chunked
     assert received > total  # every file, with the multipart framing
     grown_mib = (peak_kib() - before) / 1024
     assert grown_mib < total / (1 << 20) / 4, f"server peak grew {grown_mib:.0f} MiB"
+
+    # Again with the files out of the page cache (read in a worker thread, not on the event
+    # loop): every part is the stored file, byte for byte, in order.
+    stored = [
+        storage.storage_path(relative)
+        for relative in Instance.objects.order_by("instance_number").values_list(
+            "relative_path", flat=True
+        )
+    ]
+    for path in stored:
+        descriptor = os.open(path, os.O_RDONLY)
+        os.posix_fadvise(descriptor, 0, 0, os.POSIX_FADV_DONTNEED)
+        os.close(descriptor)
+    response = requests.get(
+        f"http://127.0.0.1:{server}/dicomweb/studies/{uid}/series/{series_uid}",
+        headers={**headers, "Accept": 'multipart/related; type="application/dicom"'}, timeout=120,
+    )  # fmt: skip
+    assert response.status_code == 200
+    boundary = response.headers["Content-Type"].rpartition("boundary=")[2].encode()
+    parts = response.content.split(b"--" + boundary)
+    assert parts[0] == b"" and parts[-1] == b"--\r\n"
+    assert [part.partition(b"\r\n\r\n")[2][:-2] for part in parts[1:-1]] == [
+        path.read_bytes() for path in stored
+    ]
+
+    # A client that leaves mid-retrieve leaves no stored file open in the server.
+    with requests.get(
+        f"http://127.0.0.1:{server}/dicomweb/studies/{uid}",
+        headers={**headers, "Accept": 'multipart/related; type="application/dicom"'},
+        stream=True, timeout=120,
+    ) as response:  # fmt: skip
+        next(response.iter_content(1 << 20))
+        # Gone for good: the connection closed now, not when the test process's garbage
+        # collector gets to the response (until then the server, its writes not refused, keeps
+        # reading ahead for a client that no longer reads).
+        sock = response.raw._fp.fp.raw._sock
+        sock.shutdown(socket.SHUT_RDWR)
+        os.close(sock.detach())
+
+    def stored_files_open() -> list[str]:
+        links = []
+        for fd in Path(f"/proc/{pid}/fd").iterdir():
+            try:
+                links.append(os.readlink(fd))
+            except FileNotFoundError:  # closed while we looked
+                continue
+        return [link for link in links if link.endswith(".dcm")]
+
+    left_at = time.monotonic()
+    while stored_files_open() and time.monotonic() < left_at + 30:
+        time.sleep(0.1)
+    still = stored_files_open()
+    assert still == [], f"{len(still)} open {time.monotonic() - left_at:.0f} s after: {still}"
+    assert requests.get(warm, headers=headers, timeout=60).status_code == 200
 
 
 def test_rendered_frames_follow_the_window_and_viewport_asked_for(db, users, client, tmp_path):

@@ -206,21 +206,21 @@ def test_bad_messages_get_ae_or_ar_with_the_reason_and_the_listener_serves_on(li
         "this is not HL7 at all",
         orm(accession="", mrn="MRN7003", control_id="NOACC"),
         adt(event="A02", mrn="", location="ED", control_id="NOPID"),
-        "MSH|^~\\&|RIS|H|ED_TRIAGE|H|20261201||ORU^R01^ORU_R01|ORU1|P|2.5\nPID|1||X",
+        "MSH|^~\\&|RIS|H|ED_TRIAGE|H|20261201||SIU^S12^SIU_S12|SIU1|P|2.5\nPID|1||X",
         b"no framing at all\x1c\r",
         "x" * 1_100_000,
         adt(event="A01", mrn="MRN7003", location="ED^RESUS^1", control_id="GOOD"),
     )
     codes = [(answer["code"], answer.get("control_id")) for answer in answers]
     assert codes == [
-        ("AR", ""), ("AE", "NOACC"), ("AE", "NOPID"), ("AE", "ORU1"), ("AR", ""), ("AR", ""),
+        ("AR", ""), ("AE", "NOACC"), ("AE", "NOPID"), ("AE", "SIU1"), ("AR", ""), ("AR", ""),
         ("AA", "GOOD"),
     ]  # fmt: skip
     reasons = [answer["text"] for answer in answers]
     assert "no MSH segment" in reasons[0]
     assert reasons[1] == "the order carries no accession number"
     assert reasons[2] == "PID-3 carries no patient identifier"
-    assert "ORU R01 is not handled" in reasons[3]  # delimiters in a reason are spaced
+    assert "SIU S12 is not handled" in reasons[3]  # delimiters in a reason are spaced
     assert "<VT>" in reasons[4] and "over" in reasons[5]
     stored = list(Hl7InboundMessage.objects.order_by("pk").values_list("ack_code", flat=True))
     assert stored == ["AR", "AE", "AE", "AE", "AA"]  # broken frames never became a message

@@ -5,6 +5,8 @@ once when the peer is back; refusals and unbuildable messages are visible failur
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -38,6 +40,7 @@ from triage.outbound.result import ResultFacts
 from triage.outbound.services import (
     destinations_seed,
     outbound_message_send,
+    outbound_messages_send_due,
     outbound_results_enqueue,
 )
 from worklist.dicom.synthetic import StudySpec, write_study
@@ -322,6 +325,47 @@ def test_silent_ris_is_retried_until_it_answers_and_gets_the_message_once(
         answered = [item for item in peer.received() if item["answer"] == "aa"]
         assert len(answered) == 1
         assert {item["control_id"] for item in peer.received()} == {message.reference}
+    finally:
+        peer.stop()
+
+
+def test_a_send_slower_than_its_lease_is_not_sent_again_meanwhile(
+    transactional_db, settings, tmp_path, monkeypatch
+):
+    """The RIS answers after 2.5 s, the lease is 1 s: it is renewed while the send waits, so the
+    duties (another worker's view) never find the message due, and the RIS gets it once. This
+    test is the worker: the message's task is not queued (a Celery worker of another test, with
+    its own settings, would otherwise take it)."""
+    monkeypatch.setattr("triage.outbound.services._send_after_commit", lambda message_id: None)
+    settings.OUTBOUND_LEASE_SECONDS = 1.0
+    settings.OUTBOUND_ANSWER_SECONDS = 10.0
+    peer = Hl7Peer(folder=tmp_path / "ris", delay=2.5)
+    peer.start()
+    try:
+        hl7_destination(peer)
+        item = ready_study()
+        series = Series.objects.create(series_instance_uid="1.2.3.4.6", study=item.study)
+        run = InferenceRun.objects.create(
+            study=item.study, finding="intracranial_hemorrhage", model_name="ich",
+            model_version="1", model_sha256="0" * 64, series=series, series_set="x",
+            state="complete",
+            score=0.9, threshold=0.5, flagged=True, queued_at=timezone.now(),
+        )  # fmt: skip
+        with transaction.atomic():
+            assert outbound_results_enqueue(run=run) == 1
+        [message] = OutboundMessage.objects.filter(run=run)
+        found_due: list[int] = []
+        sender = threading.Thread(target=outbound_message_send, kwargs={"message_id": message.pk})
+        sender.start()
+        while sender.is_alive():  # as the periodic duties would, every 0.2 s
+            found_due += outbound_messages_send_due()
+            time.sleep(0.2)
+        sender.join()
+
+        assert found_due == []
+        message.refresh_from_db()
+        assert message.state == State.DELIVERED and message.attempts == 1
+        assert len(peer.received()) == 1
     finally:
         peer.stop()
 

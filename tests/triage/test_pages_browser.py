@@ -16,7 +16,7 @@ from playwright.sync_api import Browser, Locator, Page, expect
 from tests.conftest import PASSWORD
 from tests.factories import ready_study
 from triage.models import AuditEvent
-from triage.reading import worklist_item_claim
+from triage.reading import worklist_item_claim, worklist_item_mark_read
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 
@@ -100,6 +100,31 @@ def test_radiologist_signs_in_claims_and_reads_from_the_worklist(page, live_serv
 
     page.set_viewport_size({"width": 820, "height": 1180})
     page.screenshot(path=ARTIFACTS / "worklist-tablet.png", full_page=True)
+
+
+def test_the_status_filter_applies_when_chosen_under_the_pages_csp(page, live_server, users):
+    """Choosing a status reloads the worklist with only those studies; nothing on the page is
+    refused by its Content-Security-Policy (an inline handler would be, silently)."""
+    unread = ready_study(priority="STAT", modality="CT")
+    done = ready_study(priority="ROUTINE", modality="CR")
+    worklist_item_claim(item_id=done.pk, user_id=users.radiologist.pk, channel="test")
+    worklist_item_mark_read(item_id=done.pk, user_id=users.radiologist.pk, channel="test")
+    refused: list[str] = []
+    page.on(
+        "console",
+        lambda message: (
+            refused.append(message.text) if "Content Security Policy" in message.text else None
+        ),
+    )
+    sign_in(page, live_server.url, "rad")
+    expect(row(page, unread.pk)).to_be_visible()
+
+    page.get_by_label("Status").select_option("read")
+
+    expect(page).to_have_url(re.compile(r"/worklist/\?status=read$"))
+    expect(row(page, done.pk)).to_be_visible()
+    expect(row(page, unread.pk)).to_have_count(0)
+    assert refused == []
 
 
 def test_second_radiologist_cannot_claim_a_study_someone_holds(page, live_server, users):

@@ -74,8 +74,10 @@ def uid_at(study: Study, index: int) -> str:
 def frame_pixels(page: Page) -> bytes:
     page.wait_for_function(
         "() => { const f = document.getElementById('frame');"
-        " return f.complete && f.naturalWidth > 0; }"
-    )
+        " const h = document.getElementById('heatmap');"
+        " const overlay = !h || h.hidden || (h.complete && h.naturalWidth > 0);"
+        " return f.complete && f.naturalWidth > 0 && overlay; }"
+    )  # the frame and, when shown, its overlay loaded (on a loaded machine it came later)
     return page.locator("#stage").screenshot()
 
 

@@ -45,6 +45,7 @@ RULES: dict[str, dict[str, tuple[str, ...]]] = {
     "manage/thresholds/": {"GET": (ADMIN,)},
     "manage/analytics/": {"GET": (ADMIN,)},
     "manage/outbound/": {"GET": (ADMIN,)},
+    "manage/models/": {"GET": (ADMIN,)},
     "alerts/": {"GET": ALERTS},
     "alerts/rows/": {"GET": ALERTS},
     "alerts/<int:alert_id>/ack/": {"POST": ALERTS},
@@ -128,3 +129,41 @@ def test_the_django_admin_is_for_staff_only(db, users, client):
             client.force_login(user)
         answer = client.get("/admin/")
         assert answer.status_code == 302 and "/admin/login/" in answer["Location"]
+
+
+# Socket route -> roles let through; every other signed-in role is closed with 4403, anonymous
+# with 4401. The catch-all route (every other path) answers 4404, tested in test_alerts.py.
+SOCKET_RULES: dict[str, tuple[str, ...]] = {
+    "ws/worklist/": READERS,
+    "ws/alerts/": ALERTS,
+}
+SOCKET_CATCH_ALL = ""
+
+
+def socket_routes() -> list[str]:
+    from triage.config.routing import websocket_urlpatterns
+
+    return [str(pattern.pattern) for pattern in websocket_urlpatterns]
+
+
+def test_every_socket_route_has_a_rule():
+    known = set(SOCKET_RULES) | {SOCKET_CATCH_ALL}
+    assert [route for route in socket_routes() if route not in known] == []
+    assert [route for route in SOCKET_RULES if route not in socket_routes()] == []
+
+
+@pytest.mark.parametrize("route", sorted(SOCKET_RULES))
+@pytest.mark.django_db(transaction=True)
+async def test_the_socket_rule_holds(route, users):
+    from tests.triage.test_alerts import connect
+
+    by_name = {user.username: user for user in vars(users).values()}
+    communicator, connected, code = await connect(f"/{route}")
+    assert (connected, code) == (False, 4401), route
+    for role in EVERY_ROLE:
+        communicator, connected, code = await connect(f"/{route}", by_name[role])
+        if role in SOCKET_RULES[route]:
+            assert connected, (role, route, code)
+            await communicator.disconnect()
+        else:
+            assert (connected, code) == (False, 4403), (role, route, code)

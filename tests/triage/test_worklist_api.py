@@ -83,6 +83,10 @@ def test_claiming_a_study_someone_else_holds_is_a_conflict(client, users):
     assert response.status_code == 409
     assert "Another radiologist" in response.json()["detail"]
     assert client.post(f"/api/worklist/{item.pk}/release/").status_code == 409
+    marked = client.post(f"/api/worklist/{item.pk}/read/")
+    assert marked.status_code == 409 and "Another radiologist" in marked.json()["detail"]
+    item.refresh_from_db()
+    assert item.status == "in_progress" and item.claimed_by == users.radiologist
 
 
 @pytest.mark.parametrize(
@@ -241,3 +245,59 @@ def test_an_aged_routine_study_keeps_its_place_by_deadline(rad_client):
     rows = rad_client.get("/api/worklist/").json()["results"]
 
     assert [row["id"] for row in rows] == [old.pk, new.pk]
+
+
+def test_behind_the_tls_proxy_pages_carry_hsts_and_secure_cookies(transactional_db, tmp_path):
+    """Production settings (secure cookies at their default) under uvicorn behind a TLS proxy,
+    which says X-Forwarded-Proto from 127.0.0.1 (an address uvicorn trusts): a year of HSTS and
+    Secure cookies on HTTPS requests, neither on plain HTTP; and the DEBUG-off page for a path
+    nothing serves tells nothing of the configuration."""
+    import requests
+
+    from tests.conftest import asgi_server_start, process_stop
+
+    process, port = asgi_server_start(tmp_path, extra_env={"SECURE_COOKIES": ""})
+    try:
+        base = f"http://127.0.0.1:{port}"
+        secure = requests.get(
+            f"{base}/accounts/login/", headers={"X-Forwarded-Proto": "https"}, timeout=30
+        )
+        plain = requests.get(f"{base}/accounts/login/", timeout=30)
+        missing = requests.get(f"{base}/no-such-page/", timeout=30)
+    finally:
+        process_stop(process)
+
+    assert secure.status_code == 200
+    assert secure.headers["Strict-Transport-Security"] == "max-age=31536000"
+    cookie = secure.headers["Set-Cookie"]
+    assert "csrftoken=" in cookie and "Secure" in cookie
+    assert plain.status_code == 200 and "Strict-Transport-Security" not in plain.headers
+    assert missing.status_code == 404
+    for leak in ("Traceback", "urlpatterns", "DEBUG", "SECRET_KEY", "triage.config"):
+        assert leak not in missing.text, leak
+
+
+def test_a_failing_view_answers_a_plain_500_that_leaks_nothing(db, users, monkeypatch):
+    """DEBUG off (as in production): a page whose view fails answers the product's 500 page and
+    an API route `{"detail": ...}` JSON; neither carries the exception, a traceback, a path
+    or the configuration."""
+    from django.test import Client
+
+    secret = "boom at /work/secret/settings.py SECRET_KEY=abc"
+
+    def failing(**kwargs):  # type: ignore[no-untyped-def]
+        raise RuntimeError(secret)
+
+    monkeypatch.setattr("triage.views.alerts_visible", failing)
+    monkeypatch.setattr("triage.api.alerts_visible", failing)
+    client = Client(raise_request_exception=False)
+    client.force_login(users.clinician)
+
+    page = client.get("/alerts/")
+    api = client.get("/api/alerts/")
+
+    assert page.status_code == 500 and "500 · Server error" in page.content.decode()
+    assert api.status_code == 500 and api.json() == {"detail": "Server error; it has been logged."}
+    for body in (page.content.decode(), api.content.decode()):
+        for leak in ("Traceback", "RuntimeError", "boom", "/work/", "SECRET_KEY", "DEBUG"):
+            assert leak not in body, leak

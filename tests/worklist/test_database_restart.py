@@ -7,81 +7,19 @@ series, every instance answered success is in the database, and the retry stores
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
-import sys
-import tempfile
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
-import psycopg
 import pydicom
 import pytest
 
-from tests.conftest import ROOT, child_environment, dicom_scp_start, free_port, wait_for_port
+from tests.conftest import child_environment, dicom_scp_start, free_port, wait_for_port
 from tests.dicom_peers import storescu
+from tests.private_postgres import Cluster
 from worklist.dicom.synthetic import StudySpec, write_study
 
-PG_BIN = Path("/usr/lib/postgresql")
 SUCCESS = "Received Store Response (Success)"
-
-
-def _pg_tool(name: str) -> str:
-    found = sorted(PG_BIN.glob(f"*/bin/{name}"))
-    if not found:
-        pytest.fail(f"PostgreSQL's {name} is not installed under {PG_BIN}")
-    return str(found[-1])
-
-
-@dataclass
-class Cluster:
-    folder: Path
-    port: int
-
-    @property
-    def url(self) -> str:
-        return f"postgres://postgres@127.0.0.1:{self.port}/drill"
-
-    def ctl(self, *args: str) -> None:
-        subprocess.run(
-            ["runuser", "-u", "postgres", "--", _pg_tool("pg_ctl"), "-D", str(self.folder),
-             "-w", "-t", "30", *args],
-            check=True, capture_output=True,
-        )  # fmt: skip
-
-    def start(self) -> None:
-        self.ctl("-o", f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1 "
-                 "-c fsync=off", "-l", str(self.folder / "server.log"), "start")  # fmt: skip
-
-    def query(self, sql: str) -> list[tuple[object, ...]]:
-        with psycopg.connect(self.url) as connection:
-            return list(connection.execute(sql).fetchall())
-
-
-@pytest.fixture
-def private_postgres() -> Iterator[Cluster]:
-    folder = Path(tempfile.mkdtemp(prefix="triage-drill-pg-"))
-    shutil.chown(folder, "postgres", "postgres")
-    cluster = Cluster(folder=folder / "data", port=free_port())
-    subprocess.run(
-        ["runuser", "-u", "postgres", "--", _pg_tool("initdb"), "-D", str(cluster.folder),
-         "-A", "trust", "-U", "postgres", "--no-sync"],
-        check=True, capture_output=True,
-    )  # fmt: skip
-    cluster.start()
-    try:
-        subprocess.run([_pg_tool("createdb"), "-h", "127.0.0.1", "-p", str(cluster.port),
-                        "-U", "postgres", "drill"], check=True, capture_output=True)  # fmt: skip
-        env = {**child_environment(), "DATABASE_URL": cluster.url}
-        subprocess.run([sys.executable, str(ROOT / "manage.py"), "migrate", "-v", "0"],
-                       cwd=ROOT, env=env, check=True, capture_output=True)  # fmt: skip
-        yield cluster
-    finally:
-        stop = [_pg_tool("pg_ctl"), "-D", str(cluster.folder), "-m", "immediate", "stop"]
-        subprocess.run(["runuser", "-u", "postgres", "--", *stop], capture_output=True)
-        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _sop(path: Path) -> str:

@@ -13,6 +13,7 @@ from pydicom.data import get_testdata_file
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from tests.dicom_peers import STORESCU_PROPOSE, echoscu, raw_store, storescu
+from triage.models import AuditEvent
 from worklist.dicom import status
 from worklist.dicom.synthetic import StudySpec, write_study
 from worklist.models import Instance, QuarantinedObject, Study
@@ -61,7 +62,7 @@ def test_example_file_is_stored_as_received(dicom_listener, name):
     assert stored.PixelData == original.PixelData  # not decoded nor re-encoded on receipt
 
 
-def test_ct_series_becomes_ready_after_quiet_period_and_is_routed(
+def test_ct_series_becomes_ready_and_is_routed(
     dicom_listener, celery_worker, tmp_path, client, users
 ):
     paths = write_study(StudySpec(slices=40), seed=11, out_dir=tmp_path / "ct")
@@ -71,7 +72,6 @@ def test_ct_series_becomes_ready_after_quiet_period_and_is_routed(
     assert result.returncode == 0, result.output
     study = Study.objects.get()
     assert Instance.objects.filter(series__study=study).count() == 40
-    assert study.state == Study.State.RECEIVING  # the quiet period (2 s in tests) is running
     wait_until(lambda: Study.objects.get(pk=study.pk).applicable_findings)
     study.refresh_from_db()
     assert study.state == Study.State.READY
@@ -136,9 +136,8 @@ def test_late_instance_reopens_a_ready_study(dicom_listener, tmp_path):
 
     assert storescu(dicom_listener.port, paths[5:]).returncode == 0
 
-    study = Study.objects.get()
-    assert study.state == Study.State.RECEIVING and study.reopened_count == 1
-    wait_until(lambda: Study.objects.filter(state="ready").exists())
+    wait_until(lambda: Study.objects.filter(state="ready", reopened_count=1).exists())
+    assert Instance.objects.count() == 6
 
 
 def _meta_then(tmp_path: Path, body: bytes, *, sop_class: str) -> Path:
@@ -214,12 +213,21 @@ def test_dataset_that_does_not_match_its_sop_class_is_refused(dicom_listener, tm
     assert QuarantinedObject.objects.get().status_code == code
 
 
+def _denials() -> list[tuple[str, dict]]:  # type: ignore[type-arg]
+    return [(event.channel, event.detail) for event in
+            AuditEvent.objects.filter(action="access.denied").order_by("at")]  # fmt: skip
+
+
 def test_unknown_calling_ae_title_is_rejected_at_association(dicom_listener, tmp_path):
     result = echoscu(dicom_listener.port, calling="INTRUDER")
 
     assert result.returncode != 0
     assert "reject" in result.output.lower()
     assert echoscu(dicom_listener.port).returncode == 0
+    assert _denials() == [
+        ("dicom", {"reason": "calling AE title not allowed", "calling_ae": "INTRUDER"})
+    ]
+    assert AuditEvent.objects.get(action="access.denied").remote_addr == "127.0.0.1"
 
 
 def test_association_addressed_to_another_ae_title_is_rejected(dicom_listener):
@@ -228,6 +236,9 @@ def test_association_addressed_to_another_ae_title_is_rejected(dicom_listener):
     assert result.returncode != 0
     assert "reject" in result.output.lower()
     assert echoscu(dicom_listener.port).returncode == 0
+    assert _denials() == [
+        ("dicom", {"reason": "called AE title is not this listener's", "calling_ae": "ECHOSCU"})
+    ]
 
 
 def test_patient_identity_never_reaches_the_listener_log(dicom_listener, tmp_path):

@@ -5,6 +5,7 @@ go out over TLS to DCMTK's `storescp +tls` with its certificate verified."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import time
 from pathlib import Path
@@ -14,6 +15,7 @@ import pytest
 
 from tests.conftest import child_environment, dicom_scp_start, free_port, wait_for_port
 from tests.dicom_peers import _dcmtk_env
+from triage.models import AuditEvent
 from worklist.dicom.synthetic import StudySpec, write_study
 from worklist.models import Instance
 
@@ -103,6 +105,15 @@ def test_the_listener_speaks_tls_to_senders_of_its_ca_only(
         for refused in (plain, foreign):
             assert "Received Store Response (Success)" not in refused, refused
         assert Instance.objects.count() == 1
+        # Each refused handshake audited, with OpenSSL's reason (written as the listener drops
+        # the sender, which may be after the sender has given up).
+        refusals = AuditEvent.objects.filter(action="access.denied", channel="dicom")
+        deadline = time.monotonic() + 10
+        while refusals.count() < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        denied = [event.detail for event in refusals]
+        assert [item["reason"] for item in denied] == ["TLS handshake failed"] * 2, denied
+        assert all(re.fullmatch(r"[A-Z0-9_]+", item["tls"]) for item in denied), denied
         assert listener.poll() is None  # and still serving
         again = storescu_tls(port, second, folder=certificates, client="site")
         assert "Received Store Response (Success)" in again, again

@@ -144,6 +144,7 @@ def test_c_store_refuses_an_over_long_uid(dicom_listener, tmp_path, three_slices
     quarantined = QuarantinedObject.objects.get()
     assert "StudyInstanceUID" in quarantined.reason or "UID" in quarantined.reason
     assert Instance.objects.count() == 0
+    assert list((storage_root() / "incoming").glob("*")) == []  # no staged file left
     assert echoscu(dicom_listener.port).returncode == 0
 
 
@@ -158,6 +159,7 @@ def test_stow_refuses_an_over_long_uid(client, token, tmp_path, three_slices):
     assert "00081155" not in failed[0]  # not a UID: not echoed as one
     assert "65 characters" in QuarantinedObject.objects.get().reason
     assert Instance.objects.count() == 0
+    assert list((storage_root() / "incoming").glob("*")) == []  # no staged file left
 
 
 def test_stow_refuses_a_study_url_that_is_not_a_uid(client, token, three_slices):
@@ -239,13 +241,23 @@ def test_storage_path_refuses_anything_outside_the_root(tmp_path):
     (storage_root() / "studies").mkdir(parents=True, exist_ok=True)
     os.symlink(tmp_path, storage_root() / "studies" / "link")
 
-    for relative in ("../x.dcm", "studies/../../x.dcm", "/etc/passwd", "", "studies/link/x.dcm"):
+    (storage_root() / "studies" / "1.2").mkdir(exist_ok=True)
+    os.symlink(tmp_path / "elsewhere.dcm", storage_root() / "studies" / "1.2" / "leaf.dcm")
+
+    refused = ("../x.dcm", "studies/../../x.dcm", "/etc/passwd", "", "studies/link/x.dcm",
+               "studies/1.2/leaf.dcm", "x/..", "studies/1.2/leaf.dcm/")  # fmt: skip
+    for relative in refused:
         with pytest.raises(storage.UnsafeStoragePath):
             storage.storage_path(relative)
+        with pytest.raises(storage.UnsafeStoragePath):  # the many-at-once form, the same rules
+            storage.storage_paths(["studies/1.2/3.4/5.6.dcm", relative])
     assert (
         storage.storage_path("studies/1.2/3.4/5.6.dcm")
         == storage_root() / "studies/1.2/3.4/5.6.dcm"
     )
+    allowed = ["studies/1.2/3.4/5.6.dcm", "studies/1.2/3.4/5.7.dcm", "x.dcm", "a/../y.dcm",
+               "studies/1.2/..", "studies/1.2/"]  # fmt: skip
+    assert storage.storage_paths(allowed) == [storage.storage_path(item) for item in allowed]
     with pytest.raises(storage.UnsafeStoragePath):
         storage.instance_relative_path(study_uid="1.2", series_uid="3.4", sop_uid="x/../5.6")
     with pytest.raises(storage.UnsafeStoragePath):

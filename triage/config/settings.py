@@ -200,6 +200,12 @@ CELERY_TASK_ROUTES = {
     "triage.tasks.outbound_send": {"queue": "outbound"},
 }
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": CELERY_LONGEST_TASK_SECONDS * 3}
+# A broker that cannot take a message fails the send in about a second (logged; the periodic
+# duties send the work again: triage/queueing.py) instead of holding the listener or the duties.
+CELERY_TASK_PUBLISH_RETRY_POLICY = {
+    "max_retries": 2, "interval_start": 0, "interval_step": 0.3, "interval_max": 0.5,
+}  # fmt: skip
+CELERY_BROKER_CONNECTION_TIMEOUT = 2
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TIMEZONE = "UTC"
 CELERY_ENABLE_UTC = True
@@ -238,7 +244,14 @@ DICOM_OPEN_ACCESS = EMBEDDED and not DICOM_ALLOWED_AE_TITLES
 DICOM_TLS_CERTIFICATE = os.environ.get("DICOM_TLS_CERTIFICATE", "")
 DICOM_TLS_PRIVATE_KEY = os.environ.get("DICOM_TLS_PRIVATE_KEY", "")
 DICOM_TLS_CLIENT_CA = os.environ.get("DICOM_TLS_CLIENT_CA", "")
+# The quiet period: a study with no new instance for this long is taken as whole. A study sent
+# over DICOM is ready sooner, as soon as the last association delivering it is released, except
+# from the calling AE titles below: senders that spread one series over several associations
+# (one association per instance, say), whose releases do not mean a series is whole.
 STUDY_STABLE_SECONDS = float(os.environ.get("STUDY_STABLE_SECONDS", "8"))
+DICOM_QUIET_PERIOD_AE_TITLES = [
+    title.upper() for title in _env_list("DICOM_QUIET_PERIOD_AE_TITLES")
+]
 STOW_MAX_REQUEST_BYTES = int(os.environ.get("STOW_MAX_REQUEST_BYTES", str(2 * 1024**3)))
 STOW_MAX_PART_BYTES = int(os.environ.get("STOW_MAX_PART_BYTES", str(1024**3)))
 
@@ -337,6 +350,9 @@ INFERENCE_BATCH_SIZE = int(os.environ.get("INFERENCE_BATCH_SIZE", "32"))
 # again at once, one whose message has not started this long after it went out too (the waits
 # double with each redelivery).
 INFERENCE_LEASE_SECONDS = float(os.environ.get("INFERENCE_LEASE_SECONDS", "6"))
+# A subgroup of a validation run whose sensitivity interval's lower bound is under this is
+# flagged on the operating-point explorer (triage/subgroups.py).
+VALIDATION_SENSITIVITY_FLOOR = float(os.environ.get("VALIDATION_SENSITIVITY_FLOOR", "0.8"))
 INFERENCE_REDELIVER_AFTER_SECONDS = float(os.environ.get("INFERENCE_REDELIVER_AFTER_SECONDS", "15"))
 
 # --- Alerts ---------------------------------------------------------------------------------

@@ -41,6 +41,7 @@ urlpatterns = [
     path("manage/thresholds/", admin_views.thresholds_page, name="admin-thresholds"),
     path("manage/analytics/", admin_views.analytics_page, name="admin-analytics"),
     path("manage/outbound/", outbound_page, name="admin-outbound"),
+    path("manage/models/", admin_views.models_page, name="admin-models"),
     path(
         "api/studies/<int:study_id>/feedback/",
         alert_api.FeedbackView.as_view(),
@@ -59,3 +60,4 @@ urlpatterns = [
 
 handler404 = "triage.error_pages.not_found"
 handler400 = "triage.error_pages.bad_request"
+handler500 = "triage.error_pages.server_error"

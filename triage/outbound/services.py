@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime, timedelta
-from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from inference.leases import lease_renewed
 from inference.models import InferenceRun
 from triage.audit import audit_record
 from triage.findings import finding_spec
@@ -27,6 +27,7 @@ from triage.models import OutboundDestination, OutboundMessage
 from triage.outbound.errors import DeliveryDeferred, DeliveryRefused, ObjectNotBuilt
 from triage.outbound.hl7_messages import PatientFacts, oru_build
 from triage.outbound.result import ResultFacts
+from triage.queueing import task_queue_after_commit
 from worklist import storage
 from worklist.dicom.tls import sender_tls_context
 
@@ -125,7 +126,7 @@ def _message_add(
 def _send_after_commit(message_id: int) -> None:
     from triage.tasks import outbound_send
 
-    transaction.on_commit(partial(outbound_send.delay, message_id))
+    task_queue_after_commit(outbound_send, message_id)
 
 
 def outbound_results_enqueue(*, run: InferenceRun, now: datetime | None = None) -> int:
@@ -306,8 +307,17 @@ def outbound_message_send(*, message_id: int) -> str | None:
     if message is None:
         return None
     outcome = "delivered"
+    lease = OutboundMessage.objects.filter(pk=message.pk, state=State.WAITING)
     try:
-        _transmit(message)
+        # Renewed while the peer takes its time: a slow but live send is never sent twice.
+        with lease_renewed(
+            lambda: lease.update(
+                lease_until=timezone.now() + timedelta(seconds=settings.OUTBOUND_LEASE_SECONDS)
+            ),
+            every=settings.OUTBOUND_LEASE_SECONDS / 3,
+            name=f"lease-outbound-{message.pk}",
+        ):
+            _transmit(message)
     except (ObjectNotBuilt, DeliveryRefused) as exc:
         outcome = type(exc).__name__
         message.state, message.last_error = State.FAILED, str(exc)[:512]

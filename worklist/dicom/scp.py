@@ -1,5 +1,6 @@
 """The C-STORE / C-ECHO listener: handlers parse the event, call the ingest service, and return
-a status. It only listens: readiness and alert duties are `triage.duties`.
+a status. A released association makes the studies it delivered ready at once
+(`worklist.services.transfers`); the quiet period and the alert duties are `triage.duties`.
 
 Handlers never raise: an unexpected error becomes a failure status and a log line, and the
 association loop keeps serving.
@@ -11,6 +12,7 @@ import errno
 import logging
 import socket
 import socketserver
+import ssl
 import threading
 import time
 import warnings
@@ -39,8 +41,15 @@ from worklist.dicom.header import part10_header
 from worklist.dicom.identifiers import ae_title_for_record
 from worklist.dicom.sop_classes import STORAGE_SOP_CLASSES, TRANSFER_SYNTAXES
 from worklist.dicom.tls import listener_tls_context
+from worklist.dicom.transport import ListenerRequestHandler
 from worklist.models import Instance
 from worklist.services.ingest import instance_ingest
+from worklist.services.transfers import (
+    AssociationTransfers,
+    association_transfers_end,
+    association_transfers_open,
+)
+from worklist.signals import access_denied
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +57,7 @@ logger = logging.getLogger(__name__)
 # most 131060 bytes per PDV whatever is offered, so a 0.5 MB CT slice arrives in 5).
 MAXIMUM_PDU_SIZE = 4 * 1024 * 1024
 LISTEN_BACKLOG = 64
+TLS_HANDSHAKE_SECONDS = 30  # a sender that says nothing holds only its own thread, this long
 
 
 def handle_store(event: Event) -> int:
@@ -64,6 +74,7 @@ def handle_store(event: Event) -> int:
             peer_address=peer,
             expected_sop_class_uid=str(request.AffectedSOPClassUID),
             expected_sop_instance_uid=str(request.AffectedSOPInstanceUID),
+            transfers=_transfers_of(event.assoc, calling_ae=calling_ae),
         )
         return result.status
     except OSError as failure:
@@ -103,8 +114,69 @@ def handle_echo(event: Event) -> int:
     return status.SUCCESS
 
 
+_TRANSFERS = "triage_transfers"  # the attribute of an association that holds its transfers
+
+
+def _transfers_of(assoc: Any, *, calling_ae: str) -> AssociationTransfers:
+    transfers = getattr(assoc, _TRANSFERS, None)
+    if transfers is None:
+        transfers = association_transfers_open(calling_ae_title=calling_ae)
+        setattr(assoc, _TRANSFERS, transfers)
+    return cast(AssociationTransfers, transfers)
+
+
+def handle_released(event: Event) -> None:
+    """Released: the studies it delivered are ready now, unless another association is still
+    delivering them (or the sender is one that spreads a series over several associations)."""
+    _association_end(event, released=True)
+
+
 def handle_association_closed(event: Event) -> None:
-    close_old_connections()
+    """Aborted (by either side, or the connection dropped): its transfers end, and the quiet
+    period decides."""
+    _association_end(event, released=False)
+
+
+def _association_end(event: Event, *, released: bool) -> None:
+    transfers = vars(event.assoc).pop(_TRANSFERS, None)  # atomic: ended once
+    try:
+        if transfers is not None and transfers.written:
+            association_transfers_end(transfers=transfers, released=released)
+    except Exception:  # the quiet period makes them ready instead; the listener keeps serving
+        logger.exception("could not end the transfers of an association (quiet period applies)")
+    finally:
+        close_old_connections()
+
+
+def handle_rejected(event: Event) -> None:
+    """An association refused (calling AE not allowed, called AE not ours, too many at once):
+    audited with the reason and the calling AE title (made fit for a record)."""
+    assoc = event.assoc
+    calling = str(assoc.requestor.ae_title).strip()
+    request = assoc.requestor.primitive  # the A-ASSOCIATE-RQ as received
+    called = str(getattr(request, "called_ae_title", "") or "").strip()
+    allowed = assoc.ae.require_calling_aet
+    if called != str(assoc.acceptor.ae_title).strip():
+        reason = "called AE title is not this listener's"
+    elif allowed and calling not in allowed:
+        reason = "calling AE title not allowed"
+    else:
+        reason = "association refused"
+    _denied(
+        (assoc.requestor.address, assoc.requestor.port),
+        {"reason": reason, "calling_ae": ae_title_for_record(calling)},
+    )
+
+
+def _denied(client_address: Any, detail: dict[str, str]) -> None:
+    address = client_address[0] if isinstance(client_address, tuple) else None
+    try:
+        access_denied.send(sender=ListenerServer, channel="dicom", remote_addr=address,
+                           detail=detail)  # fmt: skip
+    except Exception:  # the audit must not take the listener down (the database may be away)
+        logger.exception("could not record a refused DICOM connection")
+    finally:
+        close_old_connections()
 
 
 class ListenerServer(ThreadedAssociationServer):
@@ -122,6 +194,7 @@ class ListenerServer(ThreadedAssociationServer):
         self, *args: Any, shared_socket: socket.socket | None = None, **kwargs: Any
     ) -> None:
         self.shared_socket = shared_socket
+        kwargs.setdefault("request_handler", ListenerRequestHandler)
         super().__init__(*args, **kwargs)
 
     def get_request(self) -> tuple[socket.socket, tuple[str, int]]:
@@ -133,6 +206,28 @@ class ListenerServer(ThreadedAssociationServer):
                 client, server_side=True, do_handshake_on_connect=False
             )
         return client, address
+
+    def finish_request(self, request: Any, client_address: Any) -> None:
+        """Over TLS, the handshake first (in the association's own thread, bounded in time):
+        a sender that fails it (no certificate of the client CA, plain TCP, an old protocol)
+        is audited, with OpenSSL's reason, and dropped."""
+        if isinstance(request, ssl.SSLSocket):
+            before = request.gettimeout()
+            try:
+                request.settimeout(TLS_HANDSHAKE_SECONDS)
+                request.do_handshake()
+                request.settimeout(before)
+            except ssl.SSLEOFError:
+                # Closed before or during the handshake (a port probe, a health check): not a
+                # refusal, and a load balancer's probes would flood the audit.
+                logger.debug("DICOM TLS connection closed before its handshake")
+                return
+            except (ssl.SSLError, OSError) as failed:
+                reason = getattr(failed, "reason", None) or type(failed).__name__
+                logger.warning("DICOM TLS handshake refused: %s", reason)
+                _denied(client_address, {"reason": "TLS handshake failed", "tls": str(reason)})
+                return
+        super().finish_request(request, client_address)
 
     def server_bind(self) -> None:
         if self.shared_socket is not None:
@@ -239,8 +334,9 @@ def listener_start(
     handlers: list[Any] = [
         (evt.EVT_C_STORE, handle_store),
         (evt.EVT_C_ECHO, handle_echo),
-        (evt.EVT_RELEASED, handle_association_closed),
+        (evt.EVT_RELEASED, handle_released),
         (evt.EVT_ABORTED, handle_association_closed),
+        (evt.EVT_REJECTED, handle_rejected),
     ]
     server = cast(
         ListenerServer,

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
+import pydicom
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, UID, ExplicitVRLittleEndian, generate_uid
 
@@ -106,6 +107,24 @@ def synthetic_study(spec: StudySpec, *, seed: int) -> Iterator[Dataset]:
         image = np.roll(base, index, axis=0) + 1024
         ds.PixelData = image.astype(np.int16).tobytes()
         yield ds
+
+
+def series_copy(paths: list[Path], out_dir: Path, *, description: str, number: int) -> list[Path]:
+    """The files as one new series of the same study (new Series and SOP Instance UIDs, the
+    given description and number), written to `out_dir`: a scout, a reconstruction, a series
+    sent over an association of its own."""
+    out_dir.mkdir(parents=True)
+    series_uid = generate_uid(prefix=UID_ROOT)
+    written = []
+    for source in paths:
+        ds = pydicom.dcmread(source)
+        ds.SeriesInstanceUID = series_uid
+        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid(prefix=UID_ROOT)
+        ds.SeriesDescription = description
+        ds.SeriesNumber = number
+        written.append(out_dir / f"{ds.SOPInstanceUID}.dcm")
+        ds.save_as(written[-1], enforce_file_format=True)
+    return written
 
 
 def write_study(spec: StudySpec, *, seed: int, out_dir: Path) -> list[Path]:

@@ -8,6 +8,7 @@ transaction rather than ORM calls; first instances of a study or series take the
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
@@ -25,6 +26,7 @@ from worklist.dicom.identifiers import uid_is_valid
 from worklist.locations import location_is_emergency
 from worklist.models import Instance, Patient, QuarantinedObject, Series, Study
 from worklist.services.orders import order_context_for_new_study
+from worklist.services.transfers import AssociationTransfers, transfer_row_write
 
 logger = logging.getLogger(__name__)
 
@@ -53,10 +55,13 @@ def instance_ingest(
     expected_sop_class_uid: str | None = None,
     expected_sop_instance_uid: str | None = None,
     expected_study_instance_uid: str | None = None,
+    transfers: AssociationTransfers | None = None,
 ) -> IngestResult:
     """Store one staged Part 10 file. Success is returned only once file and row are durable.
 
     The staged file has already been fsynced; it is consumed (stored, quarantined or discarded).
+    `transfers` is the DICOM association's record of the studies it delivers (its release may
+    make them ready at once).
     Never raises for bad input: refusals are quarantined and answered with a failure status.
     """
     refuse = partial(
@@ -109,6 +114,7 @@ def instance_ingest(
             source=source,
             calling_ae_title=calling_ae_title,
             received_at=timezone.now(),
+            transfers=transfers,
         )
     except (PatientConflict, storage.UnsafeStoragePath) as refused:
         return refuse(
@@ -205,12 +211,14 @@ def _instance_register(
     source: str,
     calling_ae_title: str,
     received_at: datetime,
+    transfers: AssociationTransfers | None,
 ) -> int | None:
     """Register the instance and move its file into place; the study id, or None for a duplicate.
 
     The file is renamed into place (durably) after the row is inserted and before it commits: a
     duplicate never touches the copy already stored, and a committed row always has its file.
     """
+    transfer_written = False
     try:
         with transaction.atomic():
             rows = _known_rows_share_lock(header=header, received_at=received_at)
@@ -241,10 +249,15 @@ def _instance_register(
             storage.staged_file_commit(staged_path, relative_path)
             if rows.must_rearm:
                 _study_rearm(study_id=rows.study_id, received_at=received_at)
+            if transfers is not None and transfers.row_due(rows.study_id):
+                transfer_row_write(transfers=transfers, study_id=rows.study_id, at=received_at)
+                transfer_written = True
     except Exception:
         _known_rows_forget(header)
         raise
     _known_rows_remember(header, study_id=rows.study_id, series_id=rows.series_id)
+    if transfers is not None and transfer_written:  # committed: the release will see it
+        transfers.written[rows.study_id] = time.monotonic()
     return rows.study_id
 
 

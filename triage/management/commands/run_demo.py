@@ -127,6 +127,7 @@ class Command(BaseCommand):
             port=port,
             log_level="warning",
             lifespan="off",
+            ws_max_size=131072,  # as deploy/ runs uvicorn: frames are at most 64 KiB of JSON
         )
         server = uvicorn.Server(config)
         loop = asyncio.new_event_loop()

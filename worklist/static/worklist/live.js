@@ -18,6 +18,11 @@
   var lastSeq = Number(sessionStorage.getItem("alerts.lastSeq") || 0);
   var muted = localStorage.getItem("alerts.muted") === "1";
 
+  // The status filter applies when chosen (a listener: the CSP allows no inline handler).
+  document.querySelectorAll("select[data-submit-on-change]").forEach(function (select) {
+    select.addEventListener("change", function () { select.form.submit(); });
+  });
+
   function showConnection() {
     if (!indicator) return;
     var values = Object.keys(state).map(function (key) { return state[key]; });
