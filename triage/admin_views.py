@@ -20,11 +20,17 @@ from triage import analytics as analytics_reads
 from triage.findings import CATALOGUE, FINDINGS, Finding
 from triage.model_modes import ModelModeRefused, model_inventory, model_mode_set, shadow_runs
 from triage.models import ModelMode, ThresholdPolicy, ValidationRun
-from triage.operating_points import at_threshold, auc, curves, roc_points
+from triage.operating_points import (
+    at_threshold,
+    auc,
+    curves,
+    roc_points,
+    threshold_for_alert_budget,
+    threshold_for_sensitivity,
+)
 from triage.plots import Series, line_plot
 from triage.roles import Role, role_required
-from triage.selectors import validation_arrays
-from triage.subgroups import SubgroupRow, subgroup_table
+from triage.subgroups import subgroup_table
 from triage.thresholds import ThresholdChangeRefused, policy_for, threshold_set
 
 # Typical ED prevalence among studies each model applies to: a starting point the administrator
@@ -114,17 +120,28 @@ def thresholds_page(request: HttpRequest) -> HttpResponse:
     now = timezone.now()
     since = _date(params.get("since"), now - timedelta(days=30))
     until = _date(params.get("until"), now)
-    subgroup_rows: list[SubgroupRow] = []
+    cases: list[analytics_reads.LabelledCase] = []
+    chosen = None
     if source.startswith("validation:"):
         chosen = next((v for v in validations if f"validation:{v.pk}" == source), None)
-        scores, labels = validation_arrays(chosen) if chosen else (np.array([]), np.array([], bool))
+        if chosen is not None:
+            cases = [(case.subgroups, case.label, case.score) for case in chosen.results.all()]
         source_label = f"validation run #{chosen.pk}: {chosen.dataset}" if chosen else "none"
-    else:
-        scores, labels = analytics_reads.live_scores_and_truth(
-            finding=finding, since=since, until=until
+    elif source == "reports":
+        cases = analytics_reads.report_cases(
+            finding=finding, since=since, until=until, model_name=card.name if card else None
         )
+        source_label = (
+            f"final reports {since:%Y-%m-%d} to {until:%Y-%m-%d} (live and shadow results)"
+        )
+    else:
+        source = "live"
+        cases = analytics_reads.feedback_cases(finding=finding, since=since, until=until)
         source_label = f"live radiologist feedback {since:%Y-%m-%d} to {until:%Y-%m-%d}"
-    live_prevalence = float(labels.mean()) if source == "live" and labels.size >= 30 else None
+    scores, labels = analytics_reads.cases_arrays(cases)
+    # The site's own prevalence where the source is its own studies (feedback or reports).
+    own = not source.startswith("validation:")
+    live_prevalence = float(labels.mean()) if own and labels.size >= 30 else None
     prevalence = _float(
         params.get("prevalence"),
         live_prevalence or DEFAULT_PREVALENCE[Finding(finding)],
@@ -139,6 +156,28 @@ def thresholds_page(request: HttpRequest) -> HttpResponse:
     )
     # Any probability: a site's own uncalibrated model may sit near 1 (0.9968, 0.99992 raw).
     proposed = _float(params.get("proposed"), current, low=PROBABILITY_LOW, high=PROBABILITY_HIGH)
+    target_sensitivity = _float(params.get("target_sensitivity"), math.nan, low=0.01, high=1.0)
+    alert_budget = _float(params.get("alert_budget"), math.nan, low=0.01, high=100000)
+    proposed_why = ""
+    if scores.size and labels.any() and (~labels).any():
+        # The operating point for what the site asks for, on the data shown; applying it stays
+        # the administrator's act below (with a reason, audited).
+        if math.isfinite(target_sensitivity):
+            proposed = threshold_for_sensitivity(scores, labels, target=target_sensitivity)
+            proposed_why = (
+                f"the highest threshold flagging at least {target_sensitivity:.0%} of this "
+                "data's positives, midway to the next negative below it"
+            )
+        elif math.isfinite(alert_budget):
+            proposed = threshold_for_alert_budget(
+                scores, labels, alerts_per_day=alert_budget, prevalence=prevalence,
+                studies_per_day=studies_per_day,
+            )  # fmt: skip
+            proposed_why = (
+                f"the most sensitive threshold expected to raise at most {alert_budget:g} "
+                "alerts a day at the prevalence and volume above"
+            )
+        proposed = min(max(proposed, PROBABILITY_LOW), PROBABILITY_HIGH)
     context: dict[str, Any] = {
         "findings": [(f.value, CATALOGUE[f].label) for f in Finding],
         "finding": finding,
@@ -147,6 +186,9 @@ def thresholds_page(request: HttpRequest) -> HttpResponse:
         "current": current,
         "current_policy": current_policy,
         "proposed": proposed,
+        "proposed_why": proposed_why,
+        "target_sensitivity": target_sensitivity if math.isfinite(target_sensitivity) else "",
+        "alert_budget": alert_budget if math.isfinite(alert_budget) else "",
         "validations": validations,
         "source": source,
         "source_label": source_label,
@@ -161,12 +203,9 @@ def thresholds_page(request: HttpRequest) -> HttpResponse:
         "positives": int(labels.sum()) if labels.size else 0,
         "floor": settings.VALIDATION_SENSITIVITY_FLOOR,
     }
-    if source.startswith("validation:") and chosen is not None:
-        subgroup_rows = subgroup_table(
-            [(case.subgroups, case.label, case.score) for case in chosen.results.all()],
-            threshold=current,
-            floor=settings.VALIDATION_SENSITIVITY_FLOOR,
-        )
+    subgroup_rows = subgroup_table(
+        cases, threshold=current, floor=settings.VALIDATION_SENSITIVITY_FLOOR
+    )
     context["subgroups"] = subgroup_rows
     context["subgroups_flagged"] = sum(1 for row in subgroup_rows if row.flag)
     if scores.size and labels.any() and (~labels).any():

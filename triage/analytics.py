@@ -168,20 +168,58 @@ def analytics(*, days: int, now: datetime | None = None) -> list[FindingAnalytic
     return [finding_analytics(finding=f.value, since=since, until=until) for f in Finding]
 
 
-def live_scores_and_truth(
-    *, finding: str, since: datetime, until: datetime
-) -> tuple[np.ndarray, np.ndarray]:
-    """Scores with radiologist truth (feedback) for the explorer's live source."""
+# One labelled result: its acquisition subgroups, its truth and its score (as
+# `triage.subgroups.subgroup_table` and the explorer take them).
+LabelledCase = tuple[dict[str, str], bool, float]
+
+
+def feedback_cases(*, finding: str, since: datetime, until: datetime) -> list[LabelledCase]:
+    """Scores with radiologist truth (feedback: confirmed and missed are positives), each with
+    the subgroups of the run it judged; the explorer's live source."""
     rows = (
         Feedback.objects.filter(finding=finding, created_at__gte=since, created_at__lt=until)
         .filter(~Q(score=None))
-        .values_list("score", "verdict")
+        .values_list("run__acquisition", "verdict", "score")
     )
-    scores = np.asarray([score for score, _ in rows], dtype=np.float64)
-    truth = np.asarray(
-        [verdict in (Feedback.Verdict.CONFIRMED, Feedback.Verdict.MISSED) for _, verdict in rows],
-        dtype=bool,
+    positive = (Feedback.Verdict.CONFIRMED, Feedback.Verdict.MISSED)
+    return [(subgroups or {}, verdict in positive, score) for subgroups, verdict, score in rows]
+
+
+def report_cases(
+    *, finding: str, since: datetime, until: datetime, model_name: str | None = None
+) -> list[LabelledCase]:
+    """Scores with the final reports' truth (reports received in the period, "present" or
+    "absent"; uncertain and unmentioned left out): the latest completed run of each reported
+    study, live or shadow, so a model on trial in shadow mode is measured on the site's own
+    studies without anyone giving feedback."""
+    labels = dict(
+        ReportLabel.objects.filter(
+            finding=finding,
+            received_at__gte=since,
+            received_at__lt=until,
+            label__in=[ReportLabel.Label.PRESENT, ReportLabel.Label.ABSENT],
+        ).values_list("study_id", "label")
     )
+    runs = InferenceRun.objects.filter(
+        finding=finding, state=InferenceRun.State.COMPLETE, study_id__in=list(labels)
+    ).exclude(score=None)
+    if model_name:
+        runs = runs.filter(model_name=model_name)
+    latest: dict[int, tuple[dict[str, str], float]] = {}
+    for study_id, subgroups, score in runs.order_by("finished_at", "pk").values_list(
+        "study_id", "acquisition", "score"
+    ):
+        latest[study_id] = (subgroups or {}, score)
+    return [
+        (subgroups, labels[study_id] == ReportLabel.Label.PRESENT, score)
+        for study_id, (subgroups, score) in latest.items()
+    ]
+
+
+def cases_arrays(cases: list[LabelledCase]) -> tuple[np.ndarray, np.ndarray]:
+    """Scores and truth as arrays (float64, bool), for the operating-point curves."""
+    scores = np.asarray([score for _, _, score in cases], dtype=np.float64)
+    truth = np.asarray([label for _, label, _ in cases], dtype=bool)
     return scores, truth
 
 

@@ -162,3 +162,41 @@ def ks_two_sample(first: np.ndarray, second: np.ndarray) -> tuple[float, float]:
 
     result = ks_2samp(first, second, method="asymp")
     return float(result.statistic), float(result.pvalue)
+
+
+def threshold_for_sensitivity(scores: np.ndarray, labels: np.ndarray, *, target: float) -> float:
+    """The operating point for a target sensitivity on this data: the highest threshold that
+    keeps at least `target` of the positives flagged, placed midway (in logit space) to the next
+    negative score below it, so it costs no specificity here and is the least fragile on the
+    next studies (`metrics.operating_point_with_margin`)."""
+    return metrics.operating_point_with_margin(scores, labels, min_sensitivity=target)
+
+
+def threshold_for_alert_budget(
+    scores: np.ndarray,
+    labels: np.ndarray,
+    *,
+    alerts_per_day: float,
+    prevalence: float,
+    studies_per_day: float,
+) -> float:
+    """The operating point for an alert budget: the lowest threshold (so the most sensitive)
+    whose expected alerts per day, at this prevalence and volume, stay within the budget.
+    Expected alerts at t: (sensitivity(t) * prevalence + (1 - specificity(t)) * (1 - prevalence))
+    * studies per day, sensitivity and specificity measured on this data (score >= t flags)."""
+    score_array = np.asarray(scores, dtype=np.float64)
+    label_array = np.asarray(labels, dtype=bool)
+    if label_array.all() or not label_array.any():
+        raise ValueError("an alert budget needs positives and negatives")
+    if not alerts_per_day > 0:
+        raise ValueError(f"an alert budget is a positive number, got {alerts_per_day}")
+    candidates = np.unique(score_array)  # ascending; above the highest score nothing is flagged
+    positives, negatives = np.sort(score_array[label_array]), np.sort(score_array[~label_array])
+    # Fraction of each class at or above each candidate: one sorted search per class.
+    sensitivity = 1.0 - np.searchsorted(positives, candidates, side="left") / positives.size
+    false_positive = 1.0 - np.searchsorted(negatives, candidates, side="left") / negatives.size
+    expected = (sensitivity * prevalence + false_positive * (1.0 - prevalence)) * studies_per_day
+    within = np.flatnonzero(expected <= alerts_per_day)
+    if within.size == 0:  # even the highest score alone is over budget: flag nothing seen here
+        return float(np.nextafter(candidates[-1], np.inf))
+    return float(candidates[within[0]])

@@ -83,6 +83,33 @@ def transfer_syntax_resolve(transfer_syntax: str | None, chooser: random.Random)
 
 
 @dataclass(frozen=True, kw_only=True)
+class Scanner:
+    """The invented device a study is acquired on: metadata only (the pixels do not depend on
+    it), varied so that subgroup tables and the acquisition-mix drift check have more than one
+    row to show. Names are fictional."""
+
+    manufacturer: str
+    model: str
+    station: str
+    kvp: str  # CT only; a radiograph's follows its view
+
+
+SCANNERS = {
+    "CT": [
+        Scanner(manufacturer="ED Triage Phantoms", model="Phantom CT 64", station="EDCT01",
+                kvp="120"),
+        Scanner(manufacturer="ED Triage Phantoms", model="Phantom CT 128", station="EDCT02",
+                kvp="100"),
+        Scanner(manufacturer="Phantom Works", model="PW Helix 16", station="MAINCT3", kvp="140"),
+    ],
+    "radiograph": [
+        Scanner(manufacturer="ED Triage Phantoms", model="Phantom DR", station="EDXR01", kvp=""),
+        Scanner(manufacturer="Phantom Works", model="PW Mobile CR", station="EDXRMOB", kvp=""),
+    ],
+}  # fmt: skip
+
+
+@dataclass(frozen=True, kw_only=True)
 class Visit:
     """The invented patient and order around one study."""
 
@@ -99,6 +126,7 @@ class Visit:
     series_uid: str
     frame_uid: str
     uid_seed: list[str]
+    scanner: Scanner
 
 
 def visit_make(study: PhantomStudy, *, seed: int, acquired: datetime | None) -> Visit:
@@ -127,6 +155,11 @@ def visit_make(study: PhantomStudy, *, seed: int, acquired: datetime | None) -> 
         series_uid=generate_uid(prefix=UID_ROOT, entropy_srcs=[*uid_seed, "series"]),
         frame_uid=generate_uid(prefix=UID_ROOT, entropy_srcs=[*uid_seed, "frame"]),
         uid_seed=uid_seed,
+        # A stream of its own: the patient, order and encoding drawn from the seed stay as
+        # they were before scanners varied.
+        scanner=random.Random("|".join([*uid_seed, "scanner"])).choice(
+            SCANNERS["CT" if study.modality == "CT" else "radiograph"]
+        ),
     )
 
 
@@ -157,11 +190,11 @@ def common_dataset(study: PhantomStudy, visit: Visit, *, sop_uid: str, index: in
     )
     ds.AccessionNumber = visit.accession
     ds.Modality = study.modality
-    ds.Manufacturer = "ED Triage Phantoms"
-    ds.ManufacturerModelName = "phantom-generator"
+    ds.Manufacturer = visit.scanner.manufacturer
+    ds.ManufacturerModelName = visit.scanner.model
     ds.SoftwareVersions = "1"
     ds.InstitutionName = INSTITUTION
-    ds.StationName = "EDSIM01" if study.modality == "CT" else "EDXR01"
+    ds.StationName = visit.scanner.station
     ds.ReferringPhysicianName = "Emergency^Department"
     ds.StudyDescription = study.study_description
     ds.SeriesDescription = study.series_description
@@ -220,7 +253,7 @@ def ct_dataset(
     ds.SliceThickness = _ds(study.slice_thickness)
     ds.SpacingBetweenSlices = _ds(study.slice_thickness)
     ds.PixelSpacing = [_ds(row_spacing), _ds(col_spacing)]
-    ds.KVP = "120"
+    ds.KVP = visit.scanner.kvp
     ds.ConvolutionKernel = KERNELS[study.body_part]
     ds.RescaleIntercept = "-1024"
     ds.RescaleSlope = "1"

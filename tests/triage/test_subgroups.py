@@ -98,3 +98,69 @@ def test_the_explorer_lists_a_validation_runs_subgroups_with_the_flag(db, users,
     assert 'id="subgroups"' in page and "1 flagged" in page
     assert 'class="flagged" data-subgroup="manufacturer:B"' in page
     assert 'data-subgroup="manufacturer:A"' in page
+
+
+def test_shadow_results_against_reports_and_live_feedback_are_broken_down_too(db, users, client):
+    """The explorer's own-site sources: final reports (a model on trial in shadow mode is judged
+    with no feedback clicked) and radiologist feedback, each with its run's subgroups."""
+    from datetime import timedelta
+
+    from inference.models import InferenceRun
+    from tests.factories import ready_study
+    from triage.models import Feedback, ReportLabel
+
+    card = registry_current().for_finding("intracranial_hemorrhage")[0]
+    high, low = min(card.threshold + 0.05, 0.999), card.threshold / 2
+    now = timezone.now()
+    # Station CT1 catches its positives, CT2 misses 8 of 10.
+    rows = [("CT1", True, high)] * 20 + [("CT1", False, low)] * 10
+    rows += [("CT2", True, low)] * 8 + [("CT2", True, high)] * 2 + [("CT2", False, low)] * 10
+    for number, (station, present, score) in enumerate(rows):
+        study = ready_study(location="ED-MAJORS").study
+        InferenceRun.objects.create(
+            study=study, finding="intracranial_hemorrhage", model_name=card.name,
+            model_version=card.version, model_sha256=card.sha256, current=False, shadow=True,
+            series=study.series.create(series_instance_uid=f"9.77.{number}"), series_set="s",
+            state=InferenceRun.State.COMPLETE, score=score, threshold=card.threshold,
+            flagged=score >= card.threshold, acquisition={"station": station},
+            queued_at=now - timedelta(hours=2), finished_at=now - timedelta(hours=2),
+        )  # fmt: skip
+        label = ReportLabel.Label.PRESENT if present else ReportLabel.Label.ABSENT
+        ReportLabel.objects.create(study=study, finding="intracranial_hemorrhage", label=label,
+                                   status="F", received_at=now - timedelta(hours=1))  # fmt: skip
+    # An uncertain report is no truth: left out.
+    uncertain = ready_study().study
+    ReportLabel.objects.create(
+        study=uncertain,
+        finding="intracranial_hemorrhage",
+        label=ReportLabel.Label.UNCERTAIN,
+        status="F",
+        received_at=now,
+    )
+    client.force_login(users.administrator)
+
+    page = client.get(
+        "/manage/thresholds/?finding=intracranial_hemorrhage&source=reports"
+    ).content.decode()
+    assert "final reports" in page and "50 cases, 30 positive" in page
+    assert 'class="flagged" data-subgroup="station:CT2"' in page
+    assert 'class="flagged" data-subgroup="station:CT1"' not in page
+
+    # Feedback on the same results (a radiologist judges what was flagged, and the positives
+    # missed): the live source, broken down the same way.
+    for run in InferenceRun.objects.all():
+        if ReportLabel.objects.get(study=run.study).label == ReportLabel.Label.PRESENT:
+            verdict = Feedback.Verdict.CONFIRMED if run.flagged else Feedback.Verdict.MISSED
+        elif run.flagged:
+            verdict = Feedback.Verdict.FALSE_POSITIVE
+        else:
+            continue
+        Feedback.objects.create(study=run.study, finding="intracranial_hemorrhage", run=run,
+                                verdict=verdict, score=run.score, flagged=run.flagged,
+                                author=users.radiologist, created_at=now)  # fmt: skip
+    page = client.get(
+        "/manage/thresholds/?finding=intracranial_hemorrhage&source=live"
+    ).content.decode()
+    assert "30 cases, 30 positive" in page
+    assert 'class="flagged" data-subgroup="station:CT2"' in page
+    assert 'class="flagged" data-subgroup="station:CT1"' not in page

@@ -11,7 +11,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from inference.registry import registry_current
 from triage.findings import Finding
-from triage.operating_points import auc
+from triage.operating_points import auc, threshold_for_sensitivity
 from triage.selectors import validation_arrays
 from triage.validation import DatasetError, validation_run_create
 
@@ -24,8 +24,17 @@ class Command(BaseCommand):
         parser.add_argument("--dataset", required=True, type=Path)
         parser.add_argument("--model", help="model name (default: the finding's first model)")
         parser.add_argument("--description", default="")
+        parser.add_argument(
+            "--target-sensitivity",
+            type=float,
+            help="also print the operating point reaching this sensitivity on the data set "
+            "(apply it on the thresholds page, with a reason)",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
+        target = options["target_sensitivity"]
+        if target is not None and not 0.0 < target <= 1.0:  # said before a long run, not after
+            raise CommandError("--target-sensitivity is a fraction in (0, 1], such as 0.9")
         cards = registry_current().for_finding(options["finding"])
         if options["model"]:
             cards = [card for card in cards if card.name == options["model"]]
@@ -61,3 +70,14 @@ class Command(BaseCommand):
             f"validation run #{run.pk}: {card.label} on {run.cases} studies "
             f"({int(labels.sum())} positive, {run.failures} skipped), AUC {auc(scores, labels):.3f}"
         )
+        if target is not None:
+            if not labels.any() or labels.all():
+                raise CommandError("an operating point needs positives and negatives")
+            threshold = threshold_for_sensitivity(scores, labels, target=target)
+            flagged = scores >= threshold
+            self.stdout.write(
+                f"operating point for sensitivity >= {target:g}: threshold {threshold:.6f} "
+                f"(here: sensitivity {flagged[labels].mean():.3f}, specificity "
+                f"{(~flagged[~labels]).mean():.3f}; shipped {card.threshold:.6f}: sensitivity "
+                f"{(scores[labels] >= card.threshold).mean():.3f})"
+            )
