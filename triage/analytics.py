@@ -182,7 +182,11 @@ def feedback_cases(*, finding: str, since: datetime, until: datetime) -> list[La
         .values_list("run__acquisition", "verdict", "score")
     )
     positive = (Feedback.Verdict.CONFIRMED, Feedback.Verdict.MISSED)
-    return [(subgroups or {}, verdict in positive, score) for subgroups, verdict, score in rows]
+    return [
+        (subgroups or {}, verdict in positive, float(score))
+        for subgroups, verdict, score in rows
+        if score is not None
+    ]
 
 
 def report_cases(
@@ -209,7 +213,8 @@ def report_cases(
     for study_id, subgroups, score in runs.order_by("finished_at", "pk").values_list(
         "study_id", "acquisition", "score"
     ):
-        latest[study_id] = (subgroups or {}, score)
+        if score is not None:
+            latest[study_id] = (subgroups or {}, float(score))
     return [
         (subgroups, labels[study_id] == ReportLabel.Label.PRESENT, score)
         for study_id, (subgroups, score) in latest.items()

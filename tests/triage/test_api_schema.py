@@ -5,6 +5,7 @@ the schema documents: its status code, its media type and its body's shape."""
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import requests
@@ -28,6 +29,10 @@ CHECKS = [
     response_schema_conformance,
 ]
 EXAMPLES = 4
+# CI draws the same examples every run (a red run then says the code changed, not the draw);
+# local runs draw new ones, and are where new failures are found: a run of 250 examples per
+# operation found the NUL-in-a-query server error that `triage.request_guard` now refuses.
+DERANDOMIZE = os.environ.get("CI", "").lower() == "true"
 
 
 def test_every_operation_answers_as_documented(transactional_db, users, tmp_path):
@@ -50,6 +55,7 @@ def test_every_operation_answers_as_documented(transactional_db, users, tmp_path
 
             @given(case=operation.as_strategy())
             @settings(max_examples=EXAMPLES, deadline=None, database=None,
+                      derandomize=DERANDOMIZE,
                       suppress_health_check=list(HealthCheck))  # fmt: skip
             def answers_as_documented(case: Any) -> None:
                 for token in tokens:

@@ -301,3 +301,32 @@ def test_a_failing_view_answers_a_plain_500_that_leaks_nothing(db, users, monkey
     for body in (page.content.decode(), api.content.decode()):
         for leak in ("Traceback", "RuntimeError", "boom", "/work/", "SECRET_KEY", "DEBUG"):
             assert leak not in body, leak
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/worklist/?modality=C%00T",  # PostgreSQL refuses NUL: this was a server error
+        "/api/worklist/?loc%00ation=ed",
+        "/dicomweb/studies?PatientID=A%00B",
+        "/manage/thresholds/?source=validation%00:1",
+    ],
+)
+def test_a_nul_in_the_query_is_a_400_with_the_reason(rad_client, users, path):
+    rad_client.force_login(users.administrator)
+    response = rad_client.get(path)
+    assert response.status_code == 400
+    assert "NUL" in response.json()["detail"]
+    assert rad_client.get("/api/worklist/?modality=CT").status_code == 200  # still serving
+
+
+def test_a_nul_in_a_form_field_is_a_400_and_nothing_is_changed(client, users):
+    from triage.models import ThresholdPolicy
+
+    client.force_login(users.administrator)
+    response = client.post("/manage/thresholds/", {
+        "finding": "intracranial_hemorrhage", "apply": "1", "proposed": "0.5",
+        "reason": "bad\x00reason",
+    })  # fmt: skip
+    assert response.status_code == 400 and "NUL" in response.json()["detail"]
+    assert not ThresholdPolicy.objects.exists()
