@@ -10,7 +10,6 @@ from statistics import median
 from typing import Any
 
 import numpy as np
-from django.db.models import Q
 from django.utils import timezone
 
 from inference.models import InferenceRun
@@ -176,11 +175,9 @@ LabelledCase = tuple[dict[str, str], bool, float]
 def feedback_cases(*, finding: str, since: datetime, until: datetime) -> list[LabelledCase]:
     """Scores with radiologist truth (feedback: confirmed and missed are positives), each with
     the subgroups of the run it judged; the explorer's live source."""
-    rows = (
-        Feedback.objects.filter(finding=finding, created_at__gte=since, created_at__lt=until)
-        .filter(~Q(score=None))
-        .values_list("run__acquisition", "verdict", "score")
-    )
+    rows = Feedback.objects.filter(
+        finding=finding, created_at__gte=since, created_at__lt=until
+    ).values_list("run__acquisition", "verdict", "score")
     positive = (Feedback.Verdict.CONFIRMED, Feedback.Verdict.MISSED)
     return [
         (subgroups or {}, verdict in positive, float(score))
@@ -206,7 +203,7 @@ def report_cases(
     )
     runs = InferenceRun.objects.filter(
         finding=finding, state=InferenceRun.State.COMPLETE, study_id__in=list(labels)
-    ).exclude(score=None)
+    )
     if model_name:
         runs = runs.filter(model_name=model_name)
     latest: dict[int, tuple[dict[str, str], float]] = {}

@@ -142,7 +142,7 @@ def test_shadow_results_against_reports_and_live_feedback_are_broken_down_too(db
     page = client.get(
         "/manage/thresholds/?finding=intracranial_hemorrhage&source=reports"
     ).content.decode()
-    assert "final reports" in page and "50 cases, 30 positive" in page
+    assert "Source: final reports" in page and "50 cases, 30 positive" in page
     assert 'class="flagged" data-subgroup="station:CT2"' in page
     assert 'class="flagged" data-subgroup="station:CT1"' not in page
 

@@ -10,6 +10,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from inference.registry import registry_current
+from inference.training.metrics import sensitivity, specificity
 from triage.findings import Finding
 from triage.operating_points import auc, threshold_for_sensitivity
 from triage.selectors import validation_arrays
@@ -74,10 +75,10 @@ class Command(BaseCommand):
             if not labels.any() or labels.all():
                 raise CommandError("an operating point needs positives and negatives")
             threshold = threshold_for_sensitivity(scores, labels, target=target)
-            flagged = scores >= threshold
             self.stdout.write(
                 f"operating point for sensitivity >= {target:g}: threshold {threshold:.6f} "
-                f"(here: sensitivity {flagged[labels].mean():.3f}, specificity "
-                f"{(~flagged[~labels]).mean():.3f}; shipped {card.threshold:.6f}: sensitivity "
-                f"{(scores[labels] >= card.threshold).mean():.3f})"
+                f"(here: sensitivity {sensitivity(scores, labels, threshold=threshold):.3f}, "
+                f"specificity {specificity(scores, labels, threshold=threshold):.3f}; shipped "
+                f"{card.threshold:.6f}: sensitivity "
+                f"{sensitivity(scores, labels, threshold=card.threshold):.3f})"
             )
