@@ -13,9 +13,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import pydicom
+from django.conf import settings
 
 from inference import pipeline
 from inference.registry import ModelCard
+from inference.routing import SeriesDescriptor, StudyDescriptor, series_select
 from inference.runtime import session_for
 
 
@@ -92,3 +95,63 @@ def series_score(
         ),
         acquisition=series.acquisition,
     )
+
+
+class FolderError(Exception):
+    """A study folder with nothing the model can score."""
+
+
+def _folder_series(folder: Path) -> tuple[StudyDescriptor, dict[str, list[Path]]]:
+    files: dict[str, list[Path]] = {}
+    headers: dict[str, pydicom.Dataset] = {}
+    for path in sorted(folder.rglob("*")):
+        if not path.is_file() or path.name == "labels.json":
+            continue
+        try:
+            ds = pydicom.dcmread(path, stop_before_pixels=True)
+        except Exception:  # noqa: S112 - not DICOM: skip it
+            continue
+        uid = str(ds.get("SeriesInstanceUID", ""))
+        files.setdefault(uid, []).append(path)
+        headers.setdefault(uid, ds)
+    if not files:
+        raise FolderError(f"no DICOM files under {folder}")
+    first = next(iter(headers.values()))
+    return (
+        StudyDescriptor(
+            modality=str(first.get("Modality", "")),
+            body_part=str(first.get("BodyPartExamined", "")).upper(),
+            description=str(first.get("StudyDescription", "")),
+            series=[
+                SeriesDescriptor(
+                    uid=uid,
+                    modality=str(ds.get("Modality", "")),
+                    body_part=str(ds.get("BodyPartExamined", "")).upper(),
+                    description=str(ds.get("SeriesDescription", "")),
+                    instance_count=len(files[uid]),
+                    slice_thickness=float(ds.SliceThickness) if ds.get("SliceThickness") else None,
+                    contrast_agent=str(ds.get("ContrastBolusAgent", "")),
+                )
+                for uid, ds in headers.items()
+            ],
+        ),
+        files,
+    )
+
+
+def folder_score(card: ModelCard, folder: Path, *, threads: int) -> tuple[float, dict[str, str]]:
+    """The model's score for one study folder (DICOM files, any layout), read as a worker reads
+    it: the series the card's routing chooses, scored without a heat map; with the acquisition
+    bands of that series. Raises FolderError (nothing to score) or pipeline.DecodeError."""
+    descriptor, files = _folder_series(folder)
+    chosen = series_select(descriptor, card.applies_to, selection=card.series_selection)
+    if chosen is None:
+        raise FolderError(f"{folder.name}: no series this model applies to")
+    scored = series_score(
+        card=card,
+        paths=files[chosen.uid],
+        threads=threads,
+        batch_size=settings.INFERENCE_BATCH_SIZE,
+        heat_map=False,
+    )
+    return scored.score, scored.acquisition

@@ -13,14 +13,12 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-import pydicom
 from django.conf import settings
 from django.utils import timezone
 
 from inference import pipeline
 from inference.registry import ModelCard
-from inference.routing import SeriesDescriptor, StudyDescriptor, series_select
-from inference.scoring import series_score
+from inference.scoring import FolderError, folder_score, series_score
 from triage.models import ValidationCase, ValidationRun
 
 logger = logging.getLogger(__name__)
@@ -28,8 +26,8 @@ logger = logging.getLogger(__name__)
 Progress = Callable[[int, int, str], None]
 
 
-class DatasetError(Exception):
-    pass
+class DatasetError(FolderError):
+    """A data set (its labels.csv, or one of its study folders) that cannot be validated."""
 
 
 def labels_read(dataset: Path) -> dict[str, bool]:
@@ -48,61 +46,6 @@ def labels_read(dataset: Path) -> dict[str, bool]:
     if not labels:
         raise DatasetError("labels.csv lists no studies")
     return labels
-
-
-def _series_of(folder: Path) -> tuple[StudyDescriptor, dict[str, list[Path]]]:
-    files: dict[str, list[Path]] = {}
-    headers: dict[str, pydicom.Dataset] = {}
-    for path in sorted(folder.rglob("*")):
-        if not path.is_file() or path.name == "labels.json":
-            continue
-        try:
-            ds = pydicom.dcmread(path, stop_before_pixels=True)
-        except Exception:  # noqa: S112 - not DICOM: skip it
-            continue
-        uid = str(ds.get("SeriesInstanceUID", ""))
-        files.setdefault(uid, []).append(path)
-        headers.setdefault(uid, ds)
-    if not files:
-        raise DatasetError(f"no DICOM files under {folder}")
-    first = next(iter(headers.values()))
-    return (
-        StudyDescriptor(
-            modality=str(first.get("Modality", "")),
-            body_part=str(first.get("BodyPartExamined", "")).upper(),
-            description=str(first.get("StudyDescription", "")),
-            series=[
-                SeriesDescriptor(
-                    uid=uid,
-                    modality=str(ds.get("Modality", "")),
-                    body_part=str(ds.get("BodyPartExamined", "")).upper(),
-                    description=str(ds.get("SeriesDescription", "")),
-                    instance_count=len(files[uid]),
-                    slice_thickness=float(ds.SliceThickness) if ds.get("SliceThickness") else None,
-                    contrast_agent=str(ds.get("ContrastBolusAgent", "")),
-                )
-                for uid, ds in headers.items()
-            ],
-        ),
-        files,
-    )
-
-
-def study_score(card: ModelCard, folder: Path, *, threads: int) -> tuple[float, dict[str, str]]:
-    """The model's score for one study folder, read as a worker reads it, and the subgroups of
-    the series it scored."""
-    descriptor, files = _series_of(folder)
-    chosen = series_select(descriptor, card.applies_to, selection=card.series_selection)
-    if chosen is None:
-        raise DatasetError(f"{folder.name}: no series this model applies to")
-    scored = series_score(
-        card=card,
-        paths=files[chosen.uid],
-        threads=threads,
-        batch_size=settings.INFERENCE_BATCH_SIZE,
-        heat_map=False,
-    )
-    return scored.score, scored.acquisition
 
 
 def validation_run_create(
@@ -127,8 +70,8 @@ def validation_run_create(
     cases, failures = [], 0
     for index, (study, label) in enumerate(sorted(labels.items()), start=1):
         try:
-            score, subgroups = study_score(card, dataset / study, threads=threads)
-        except (DatasetError, pipeline.DecodeError) as problem:
+            score, subgroups = folder_score(card, dataset / study, threads=threads)
+        except (FolderError, pipeline.DecodeError) as problem:
             failures += 1
             logger.warning("validation: %s skipped: %s", study, problem)
             continue

@@ -16,10 +16,9 @@ from inference import pipeline
 from inference.phantoms import phantom_generate, phantom_write
 from inference.registry import SHIPPED_MODELS_DIR, ModelCard, file_sha256, registry_load
 from inference.runtime import session_create
-from inference.scoring import SeriesScore, series_score
+from inference.scoring import SeriesScore, folder_score, series_score
 from tests.inference.onnx_wire import outputs_reversed
 from triage.findings import Finding
-from triage.validation import study_score
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -121,7 +120,7 @@ def test_validation_scores_a_study_folder_with_series_score(head_ct_paths, setti
     card = shipped_card(Finding.INTRACRANIAL_HEMORRHAGE)
     folder = head_ct_paths[0].parent
 
-    score, subgroups = study_score(card, folder, threads=1)
+    score, subgroups = folder_score(card, folder, threads=1)
 
     expected = series_score(
         card=card,

@@ -1,0 +1,112 @@
+"""A model against the "other hospital" (`inference.other_site`): the generator it never saw.
+
+torch-free. The data set is written as DICOM and read back through `inference.scoring.
+folder_score`, exactly as `validate_model` and a worker read a site's studies, so the storage
+variants of the other site (12-bit unsigned, intercept -1024, padding, feet-first, shuffled
+files) are part of what is measured. Figures: AUC, sensitivity and specificity at the card's
+shipped threshold, each with a 95% bootstrap interval, and sensitivity per bleed type.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from inference.other_site import SEED_START, other_site_dataset_write
+from inference.registry import card_load
+from inference.scoring import folder_score
+from inference.training.data import Log
+from inference.training.metrics import study_metrics
+
+OTHER_SITE_DIR = Path(__file__).resolve().parent.parent / "other_site"
+SUPPORTED = ("intracranial_hemorrhage",)  # the other site writes head CT only, so far
+
+
+def other_site_fingerprint() -> str:
+    digest = hashlib.sha256()
+    for path in sorted(OTHER_SITE_DIR.glob("*.py")):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
+def other_site_evaluate(
+    *,
+    folder: Path,
+    studies: int,
+    work: Path | None = None,
+    record: bool = False,
+    log: Log = print,
+) -> dict[str, Any]:
+    """Score `studies` other-site studies with the model in `folder`; with `record`, write the
+    result into its card under "other_site" (the model file is not changed)."""
+    card = card_load(folder)
+    if str(card.finding) not in SUPPORTED:
+        raise ValueError(f"the other site has no studies for {card.finding} yet (only {SUPPORTED})")
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="other-site-") as scratch:
+        dataset = work or Path(scratch)
+
+        def written(done: int, total: int) -> None:
+            if done % 10 == 0 or done == total:
+                elapsed = time.monotonic() - started
+                log(f"  other site: {done}/{total} studies written, {elapsed:.0f}s")
+
+        labels_path = dataset / "labels.csv"
+        if labels_path.exists() and work is not None:
+            labels = {
+                line.split(",")[0]: line.strip().endswith("1")
+                for line in labels_path.read_text().splitlines()[1:]
+            }
+        else:
+            labels = other_site_dataset_write(dataset, studies=studies, progress=written)
+        scores, truth, subtypes = [], [], []
+        scoring = time.monotonic()
+        for done, (name, positive) in enumerate(sorted(labels.items()), start=1):
+            score, _ = folder_score(card, dataset / name, threads=2)
+            scores.append(score)
+            truth.append(positive)
+            subtypes.append(json.loads((dataset / name / "truth.json").read_text())["subtype"])
+            if done % 10 == 0 or done == len(labels):
+                log(f"  scored {done}/{len(labels)}, {time.monotonic() - scoring:.0f}s")
+    score_array, truth_array = np.asarray(scores), np.asarray(truth, dtype=bool)
+    threshold = card.threshold
+    result: dict[str, Any] = {
+        "generator": "inference.other_site: head CT written apart from the training phantoms "
+        "(other anatomy construction, bleed shapes, 256-px matrix, 12-bit unsigned storage); "
+        "never used for training, validation or operating points",
+        "generator_sha256": other_site_fingerprint(),
+        "seeds": f"{SEED_START}-{SEED_START + len(labels) - 1}",
+        "threshold": threshold,
+        **study_metrics(score_array, truth_array, threshold=threshold),
+        "sensitivity_by_subtype": {
+            subtype: round(float((score_array[chosen] >= threshold).mean()), 4)
+            for subtype in sorted(set(subtypes))
+            if (chosen := truth_array & (np.asarray(subtypes) == subtype)).any()
+        },
+        "measured_at": datetime.now(UTC).strftime("%Y-%m-%d"),
+        "seconds": round(time.monotonic() - started, 1),
+    }
+    log(
+        f"{card.label} on the other site ({len(labels)} studies, "
+        f"{int(truth_array.sum())} positive): AUC {result['auc']} {result['auc_ci95']}, "
+        f"at the shipped threshold {threshold:.4f}: "
+        f"sensitivity {result['sensitivity']} {result['sensitivity_ci95']}, specificity "
+        f"{result['specificity']} {result['specificity_ci95']}; by bleed type "
+        f"{result['sensitivity_by_subtype']}; {result['seconds']:.0f}s"
+    )
+    if record:
+        raw = json.loads((folder / "card.json").read_text())
+        raw["other_site"] = result
+        staged = folder / "card.json.partial"
+        staged.write_text(json.dumps(raw, indent=2) + "\n")
+        os.replace(staged, folder / "card.json")
+        log(f"recorded in {folder / 'card.json'}")
+    return result

@@ -1,0 +1,113 @@
+"""The "other hospital": a head CT generator apart from the training phantoms, read back as a
+worker reads a site's studies, and the command that measures a model on it."""
+
+from __future__ import annotations
+
+import ast
+import csv
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+from django.core.management import CommandError, call_command
+
+from inference import pipeline
+from inference.other_site import other_site_dataset_write, other_site_generate
+from inference.other_site.writer import other_site_write
+from inference.registry import SHIPPED_MODELS_DIR, card_load
+from inference.scoring import folder_score
+from tests.interfaces import dciodvfy_errors
+
+OTHER_SITE = Path(__file__).resolve().parents[2] / "inference" / "other_site"
+
+
+def test_the_other_site_shares_no_code_with_the_training_phantoms():
+    for path in OTHER_SITE.glob("*.py"):
+        tree = ast.parse(path.read_text())
+        imported = [
+            node.module or ""
+            for node in ast.walk(tree)
+            if isinstance(node, ast.ImportFrom)
+        ] + [alias.name for node in ast.walk(tree) if isinstance(node, ast.Import)
+             for alias in node.names]  # fmt: skip
+        assert not [name for name in imported if name.startswith("inference.phantoms")], path
+        assert not [name for name in imported if name.startswith("inference.training")], path
+
+
+def test_its_files_are_valid_ct_and_read_back_as_hounsfield_units_in_spatial_order(tmp_path):
+    volume = other_site_generate(seed=30_000_010, positive=True)
+    paths = other_site_write(volume, out_dir=tmp_path, seed=30_000_010)
+    assert len(paths) == volume.hounsfield.shape[0]
+    assert dciodvfy_errors(paths[0]) == []
+    first = pydicom.dcmread(paths[0])
+    assert (first.BitsStored, first.PixelRepresentation, float(first.RescaleIntercept)) == (
+        12,
+        0,
+        -1024.0,
+    )
+    assert first.Rows == 256 and first.PixelPaddingValue == 0
+    # the files are named in a shuffled order and instance 1 is the top slice
+    instance_numbers = [
+        int(pydicom.dcmread(p, stop_before_pixels=True).InstanceNumber) for p in paths
+    ]
+    assert instance_numbers != sorted(instance_numbers)
+    series = pipeline.decode_series(paths)
+    decoded = series.pixels
+    assert decoded.shape == volume.hounsfield.shape
+    # spatial order is the generator's, whatever the files' order; inside the field, HU within
+    # the rounding of a 12-bit store
+    inside = (decoded > -1000) & (volume.hounsfield > -1000) & (volume.hounsfield < 3000)
+    assert np.abs(decoded[inside] - volume.hounsfield[inside]).max() <= 0.51
+    lesion = volume.lesion
+    assert lesion.any() and 45 <= decoded[lesion].mean() <= 95
+    truth = json.loads((tmp_path / "truth.json").read_text())
+    assert truth["positive"] is True and truth["lesion_slices"]
+
+
+def test_negatives_carry_no_lesion_and_the_data_set_is_validate_model_layout(tmp_path):
+    labels = other_site_dataset_write(tmp_path, studies=6, seed_start=30_000_100)
+    with open(tmp_path / "labels.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [row["study"] for row in rows] == list(labels)
+    for row in rows:
+        truth = json.loads((tmp_path / row["study"] / "truth.json").read_text())
+        assert truth["positive"] == (row["label"] == "1")
+        assert bool(truth["lesion_slices"]) == truth["positive"]
+    assert sum(labels.values()) >= 2  # positives survive onto two slices
+
+
+def test_the_shipped_model_scores_other_site_studies_as_a_worker_reads_them(tmp_path):
+    card = card_load(SHIPPED_MODELS_DIR / "intracranial_hemorrhage")
+    scores = {}
+    for seed, positive in ((30_000_200, True), (30_000_201, False)):
+        volume = other_site_generate(seed=seed, positive=positive)
+        other_site_write(volume, out_dir=tmp_path / str(seed), seed=seed)
+        score, acquisition = folder_score(card, tmp_path / str(seed), threads=1)
+        scores[positive] = score
+        assert 0.0 <= score <= 1.0
+        assert acquisition["manufacturer"].startswith("Other Site Imaging")
+    assert scores[True] != scores[False]
+
+
+def test_evaluate_other_site_records_metrics_with_intervals_in_a_card(tmp_path, capsys):
+    folder = tmp_path / "model"
+    shutil.copytree(SHIPPED_MODELS_DIR / "intracranial_hemorrhage", folder)
+    call_command("evaluate_other_site", "--folder", str(folder), "--studies", "10", "--record")
+    out = capsys.readouterr().out
+    assert "on the other site (10 studies" in out and "scored 10/10" in out
+    card = json.loads((folder / "card.json").read_text())
+    other = card["other_site"]
+    assert other["held_out_studies"] == 10 and other["positives"] + other["negatives"] == 10
+    for name in ("auc", "sensitivity", "specificity"):
+        low, high = other[f"{name}_ci95"]
+        assert 0.0 <= low <= other[name] <= high <= 1.0
+    assert other["threshold"] == pytest.approx(card["operating_point"]["threshold"])
+    assert card_load(folder).name == card["name"]  # the card still loads
+
+
+def test_evaluate_other_site_refuses_too_few_studies():
+    with pytest.raises(CommandError, match="at least 10"):
+        call_command("evaluate_other_site", "--studies", "3")
