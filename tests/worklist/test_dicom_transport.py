@@ -1,0 +1,106 @@
+"""The listener's association reactors wait on events (worklist/dicom/transport.py): what they
+must still do that pynetdicom's polling loops did - answer, release, notice a peer that vanished,
+and time out an idle association."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from pynetdicom import AE, evt
+from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
+
+from worklist.dicom.scp import ListenerServer
+from worklist.dicom.transport import EventDrivenAssociation, EventDrivenDUL
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.fixture
+def echo_listener() -> Iterator[dict[str, Any]]:
+    seen: dict[str, Any] = {"echoes": 0, "classes": set(), "ended": threading.Event()}
+
+    def on_echo(event: Any) -> int:
+        seen["echoes"] += 1
+        seen["classes"].add((type(event.assoc), type(event.assoc.dul)))
+        return 0x0000
+
+    def on_end(event: Any) -> None:
+        seen["ended"].set()
+
+    ae = AE(ae_title="EVENTS")
+    ae.network_timeout = 1.5
+    ae.add_supported_context(Verification)
+    port = _free_port()
+    server = ae.make_server(
+        ("127.0.0.1", port),
+        evt_handlers=[
+            (evt.EVT_C_ECHO, on_echo),
+            (evt.EVT_RELEASED, on_end),
+            (evt.EVT_ABORTED, on_end),
+            (evt.EVT_CONN_CLOSE, on_end),
+        ],
+        server_class=ListenerServer,
+    )
+    thread = threading.Thread(target=server.serve, daemon=True)
+    thread.start()
+    seen["port"] = port
+    try:
+        yield seen
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_many_echoes_over_one_association_are_answered_and_released(echo_listener):
+    run = subprocess.run(
+        ["echoscu", "-aec", "EVENTS", "--repeat", "200", "127.0.0.1", str(echo_listener["port"])],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert run.returncode == 0, run.stderr
+    assert echo_listener["echoes"] == 200
+    assert echo_listener["classes"] == {(EventDrivenAssociation, EventDrivenDUL)}
+    assert echo_listener["ended"].wait(5)
+
+
+def test_an_idle_association_is_still_timed_out(echo_listener):
+    ae = AE(ae_title="IDLE")
+    ae.add_requested_context(Verification)
+    assoc = ae.associate("127.0.0.1", echo_listener["port"], ae_title="EVENTS")
+    assert assoc.is_established
+    try:
+        # the listener's network timeout is 1.5 s: it ends the association, we say nothing
+        deadline = time.monotonic() + 10
+        while assoc.is_established and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not assoc.is_established
+        assert echo_listener["ended"].wait(5)
+    finally:
+        if assoc.is_established:
+            assoc.abort()
+
+
+def test_a_peer_that_vanishes_mid_association_ends_its_threads(echo_listener):
+    before = threading.active_count()
+    ae = AE(ae_title="GONE")
+    ae.add_requested_context(Verification)
+    assoc = ae.associate("127.0.0.1", echo_listener["port"], ae_title="EVENTS")
+    assert assoc.is_established and assoc.send_c_echo().Status == 0x0000
+    assoc.dul.socket.socket.close()  # no release, no abort: the connection just goes
+    assert echo_listener["ended"].wait(5)
+    deadline = time.monotonic() + 5
+    while threading.active_count() > before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert threading.active_count() <= before
+    assoc.kill()
