@@ -15,6 +15,7 @@ Values are Hounsfield units on a 256 x 256 matrix; `inference.other_site.writer`
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -76,7 +77,9 @@ def _ramp(distance: np.ndarray, width: float) -> np.ndarray:
     return np.clip(distance / np.float32(width) + np.float32(0.5), 0, 1).astype(np.float32)
 
 
-def _band_noise(rng: np.random.Generator, shape: tuple[int, ...], low: float, high: float):
+def _band_noise(
+    rng: np.random.Generator, shape: tuple[int, ...], low: float, high: float
+) -> np.ndarray:
     """Zero-mean band-pass noise (difference of two Gaussian blurs, sigmas in voxels)."""
     white = rng.standard_normal(shape).astype(np.float32)
     fine = ndimage.gaussian_filter(white, sigma=(0.6, low, low))
@@ -283,7 +286,7 @@ def _bleed_draw(
     subtype: str,
     rng: np.random.Generator,
     *,
-    paint,
+    paint: Callable[..., None],
     frame: _Frame,
     yr: np.ndarray,
     xr: np.ndarray,
@@ -324,9 +327,9 @@ def _bleed_draw(
     elif subtype == "contusion":
         for _ in range(int(rng.integers(2, 6))):
             a = angle + float(rng.normal(0, 0.3))
-            depth = float(rng.uniform(4, 14))
-            cy = float(np.sin(a)) * (60 - depth)
-            cx = float(np.cos(a)) * (48 - depth)
+            inset = float(rng.uniform(4, 14))
+            cy = float(np.sin(a)) * (60 - inset)
+            cx = float(np.cos(a)) * (48 - inset)
             cz = level + float(rng.normal(0, 6))
             size = float(rng.uniform(3, 7)) * scale
             r = np.sqrt((yr - cy) ** 2 + (xr - cx) ** 2 + ((z - cz) * 0.8) ** 2)
