@@ -153,6 +153,8 @@ class ModelCard:
     demonstration: bool
     intended_use: str
     metrics: dict[str, Any] = field(default_factory=dict)
+    # Measured on the other-site generator (inference.other_site), when it has been.
+    other_site: dict[str, Any] = field(default_factory=dict)
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
     # None: scores are the model's raw probabilities (a card without a `calibration` block).
     calibration: Calibration | None = None
@@ -393,6 +395,7 @@ def card_parse(raw: object, *, folder: Path) -> ModelCard:
     if Path(file).name != file:
         raise CardError(f"file: expected a file name in the model folder, got {file!r}")
     metrics: dict[str, Any] | None = fields.optional("metrics", dict, "an object")
+    other_site: dict[str, Any] | None = fields.optional("other_site", dict, "an object")
     calibration = (
         calibration_parse(fields.child("calibration")) if "calibration" in fields.raw else None
     )
@@ -415,6 +418,7 @@ def card_parse(raw: object, *, folder: Path) -> ModelCard:
         demonstration=fields.boolean("demonstration", default=False),
         intended_use=intended_use or "",
         metrics=dict(metrics or {}),
+        other_site=dict(other_site or {}),
         raw=fields.raw,
         calibration=calibration,
     )
