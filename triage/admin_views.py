@@ -272,6 +272,7 @@ def analytics_page(request: HttpRequest) -> HttpResponse:
         {
             "rows": analytics_reads.analytics(days=days),
             "days": days,
+            "simulated": analytics_reads.simulated_studies(days=days),
             "rate_cap": settings.ALERT_RATE_CAP,
             "rate_window": settings.ALERT_RATE_WINDOW_MINUTES,
             "time_series": _time_series_svgs(daily, days=days),

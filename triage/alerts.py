@@ -33,7 +33,8 @@ class AlertNotAllowed(Exception):
     pass
 
 
-def _next_seq() -> int:
+def alert_seq_next() -> int:
+    """The next alert sequence number (locks the counter until the transaction ends)."""
     counter = AlertCounter.locked()
     counter.last_seq += 1
     counter.save(update_fields=["last_seq"])
@@ -80,8 +81,10 @@ def alert_changes_since(since: datetime, *, limit: int = 500) -> list[tuple[int,
 
 def alerts_for_frames() -> QuerySet[Alert]:
     """Alerts with what `alert_frame` and the inbox read joined in (study and patient, run,
-    who acknowledged)."""
-    return Alert.objects.select_related("study", "study__patient", "run", "acknowledged_by")
+    who acknowledged); never the demo's simulated history (it is for the analytics only)."""
+    return Alert.objects.filter(study__simulated=False).select_related(
+        "study", "study__patient", "run", "acknowledged_by"
+    )
 
 
 def alert_raise(
@@ -106,7 +109,7 @@ def alert_raise(
     now = now or timezone.now()
     spec = finding_spec(finding)
     alert = Alert.objects.create(
-        seq=_next_seq(),
+        seq=alert_seq_next(),
         study=study,
         finding=finding,
         run=run,

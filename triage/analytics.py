@@ -18,7 +18,7 @@ from triage.findings import CATALOGUE, Finding
 from triage.models import Alert, AlertDelivery, Feedback, ReportLabel, ValidationRun
 from triage.operating_points import ks_two_sample
 from triage.selectors import validation_arrays
-from worklist.models import WorklistItem
+from worklist.models import Study, WorklistItem
 
 DRIFT_P_VALUE = 0.01
 MIX_ATTRIBUTES = ("manufacturer", "slice_thickness", "kvp")
@@ -159,6 +159,15 @@ def finding_analytics(*, finding: str, since: datetime, until: datetime) -> Find
         report_sensitivity=against.sensitivity,
         report_ppv=against.ppv,
     )
+
+
+def simulated_studies(*, days: int, now: datetime | None = None) -> int:
+    """How many of the period's studies are the demo's simulated history (triage.demo_history),
+    which the page must say."""
+    until = now or timezone.now()
+    return Study.objects.filter(
+        simulated=True, first_received_at__gte=until - timedelta(days=days)
+    ).count()
 
 
 def analytics(*, days: int, now: datetime | None = None) -> list[FindingAnalytics]:

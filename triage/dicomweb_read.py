@@ -67,7 +67,7 @@ def studies_readable_by(user: Any) -> QuerySet[Study]:
     """The studies `user` may read: integration accounts (when allowed at all) every study,
     everyone else as `studies_visible_to` says."""
     if user_has_role(user, Role.INTEGRATION):
-        return Study.objects.all()
+        return Study.objects.filter(simulated=False)
     return studies_visible_to(user)
 
 

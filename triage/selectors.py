@@ -30,9 +30,11 @@ def orders_awaiting_images() -> QuerySet[Order]:
 def worklist_items(
     *, status: str | None = None, modality: str | None = None, emergency: bool | None = None
 ) -> QuerySet[WorklistItem]:
-    """The worklist in deadline order (an index scan on read_by)."""
+    """The worklist in deadline order (an index scan on read_by); never the demo's simulated
+    history."""
     items = (
-        WorklistItem.objects.select_related("study", "claimed_by")
+        WorklistItem.objects.filter(study__simulated=False)
+        .select_related("study", "claimed_by")
         .prefetch_related(_current_runs("study__inference_runs"))
         .order_by("read_by", "id")
     )

@@ -93,15 +93,18 @@ def studies_visible_to(user: Any) -> QuerySet[Study]:
     administrators every study; clinicians the studies of their locations (the alert rule's
     location match, done in the database); anyone else none."""
     viewer = viewer_for(user)
+    real = Study.objects.filter(simulated=False)  # the demo's simulated history has no images
     if viewer.administrator or viewer.radiologist:
-        return Study.objects.all()
+        return real
     if viewer.clinician:
-        return Study.objects.filter(locations_q("patient_location", viewer.locations))
+        return real.filter(locations_q("patient_location", viewer.locations))
     return Study.objects.none()
 
 
 def study_visible_to(user: Any, *, study: Study) -> bool:
     viewer = viewer_for(user)
+    if study.simulated:
+        return False
     if viewer.administrator or viewer.radiologist:
         return True
     return viewer.clinician and location_within_any(study.patient_location, viewer.locations)

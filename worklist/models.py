@@ -63,6 +63,10 @@ class Study(models.Model):
     ai_state = models.CharField(max_length=16, choices=AIState.choices, default=AIState.AWAITING)
     ai_detail = models.CharField(max_length=256, blank=True)
     applicable_findings = models.JSONField(default=list, blank=True)
+    simulated = models.BooleanField(
+        default=False,
+        help_text="seeded by the demo's simulated history: no images, never shown as a study",
+    )
 
     class Meta:
         verbose_name_plural = "studies"

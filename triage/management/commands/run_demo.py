@@ -190,10 +190,12 @@ def traffic_loop(
 
 
 def seed_validation_runs() -> None:
-    """Give the threshold explorer data on first start: held-out phantoms per finding."""
+    """Give the threshold explorer data on first start (held-out phantoms per finding), then
+    the analytics a simulated history scored like those phantoms (triage/demo_history.py)."""
     from django.db import close_old_connections
 
     from inference.registry import registry_current
+    from triage.demo_history import simulated_history_exists, simulated_history_seed
     from triage.models import ValidationRun
     from triage.validation import validation_run_from_phantoms
 
@@ -205,6 +207,9 @@ def seed_validation_runs() -> None:
             logger.info(
                 "demo: validation run #%s for %s (%s phantoms)", run.pk, card.name, run.cases
             )
+        if not simulated_history_exists():
+            written = simulated_history_seed(author=User.objects.get(username="radiologist"))
+            logger.info("demo: simulated history of %s studies (analytics, drift checks)", written)
     except Exception:
         logger.exception("demo: seeding validation runs failed; the explorer will be empty")
     finally:
