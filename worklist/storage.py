@@ -1,10 +1,19 @@
-"""Durable files under DICOM_STORAGE_DIR: staged, stored (write, fsync, rename) or quarantined."""
+"""Durable files under DICOM_STORAGE_DIR: staged, stored (write, fsync, rename) or quarantined.
+
+A staged file may have its fsync run in the background (`stage_bytes(..., sync_later=True)`),
+so the listener parses the header and writes the rows while the disk works; every step that
+moves or drops a staged file waits for that fsync first (and raises its error), so nothing is
+ever put in place, and no sender answered, before its bytes are durable.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import threading
 import uuid
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from functools import lru_cache
 from pathlib import Path
 
@@ -85,12 +94,36 @@ def staged_file_new() -> Path:
     return _incoming_dir() / f"{uuid.uuid4().hex}.part"
 
 
-def stage_bytes(*chunks: bytes | memoryview) -> Path:
-    """Write the chunks, in order, to a new staged file and fsync it.
+_sync_lock = threading.Lock()
+_sync_pool: ThreadPoolExecutor | None = None
+_syncs_pending: dict[Path, Future[None]] = {}  # staged path -> its background fsync
+
+
+def _sync_pool_reset() -> None:  # a forked listener process starts its own threads
+    global _sync_pool
+    _sync_pool = None
+    _syncs_pending.clear()
+
+
+os.register_at_fork(after_in_child=_sync_pool_reset)
+
+
+def _fsync_and_close(fd: int) -> None:
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def stage_bytes(*chunks: bytes | memoryview, sync_later: bool = False) -> Path:
+    """Write the chunks, in order, to a new staged file and fsync it; with `sync_later`, the
+    fsync runs in a background thread and `staged_file_synced` (which every move or discard
+    of the file calls) waits for it.
 
     Chunks go straight to the file descriptor: a received dataset is written from the buffer it
     arrived in, without first being joined to its header in a copy.
     """
+    global _sync_pool
     path = staged_file_new()
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
@@ -98,13 +131,28 @@ def stage_bytes(*chunks: bytes | memoryview) -> Path:
             view = memoryview(chunk)
             while view:
                 view = view[os.write(fd, view) :]
-        os.fsync(fd)
+        if not sync_later:
+            os.fsync(fd)
     except BaseException:
         os.close(fd)
         path.unlink(missing_ok=True)
         raise
-    os.close(fd)
+    if not sync_later:
+        os.close(fd)
+        return path
+    with _sync_lock:
+        if _sync_pool is None:
+            _sync_pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="staged-fsync")
+        _syncs_pending[path] = _sync_pool.submit(_fsync_and_close, fd)
     return path
+
+
+def staged_file_synced(staged: Path) -> None:
+    """Wait for the staged file's background fsync, if it has one; raise what it raised."""
+    with _sync_lock:
+        pending = _syncs_pending.pop(staged, None)
+    if pending is not None:
+        pending.result()
 
 
 def instance_relative_path(*, study_uid: str, series_uid: str, sop_uid: str) -> str:
@@ -126,11 +174,13 @@ def result_relative_path(*, study_uid: str, run_id: int, suffix: str) -> str:
 
 
 def staged_file_commit(staged: Path, relative_path: str) -> Path:
-    """Move a staged (already fsynced) file into place atomically and make the rename durable.
+    """Move a staged file into place atomically (once its fsync is done) and make the rename
+    durable.
 
     An existing file at the destination comes from an earlier attempt that never registered (a
     crash between rename and commit); the new copy of the same SOP instance replaces it.
     """
+    staged_file_synced(staged)
     final = storage_path(relative_path)
     parent = final.parent
     if not parent.is_dir():
@@ -143,6 +193,7 @@ def staged_file_commit(staged: Path, relative_path: str) -> Path:
 
 def staged_file_quarantine(staged: Path) -> str:
     """Move refused bytes to the quarantine; return the path relative to the storage root."""
+    staged_file_synced(staged)
     quarantine = storage_root() / "quarantine"
     quarantine.mkdir(parents=True, exist_ok=True)
     # Named by the server-made staging id, never by a value the sender supplied.
@@ -153,4 +204,6 @@ def staged_file_quarantine(staged: Path) -> str:
 
 
 def staged_file_discard(staged: Path) -> None:
+    with contextlib.suppress(OSError):  # being dropped: its fsync's failure does not matter
+        staged_file_synced(staged)
     staged.unlink(missing_ok=True)

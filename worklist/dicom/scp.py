@@ -107,7 +107,9 @@ def _stage_as_received(event: Event, request: C_STORE) -> Path:
         implementation_version_name=PYNETDICOM_IMPLEMENTATION_VERSION,
     )
     with cast(BytesIO, request.DataSet).getbuffer() as dataset:
-        return storage.stage_bytes(prefix, dataset)
+        # fsync in the background, overlapped with the header parse and the insert; the move
+        # into place (and so the answer) waits for it
+        return storage.stage_bytes(prefix, dataset, sync_later=True)
 
 
 def handle_echo(event: Event) -> int:

@@ -1,0 +1,83 @@
+"""A staged file whose fsync runs in the background (worklist/storage.py) is never moved into
+place, nor its instance registered, before that fsync is done; an fsync that fails is the
+sender's failure status, not a stored instance."""
+
+from __future__ import annotations
+
+import errno
+import os
+import threading
+
+import pytest
+
+from worklist import storage
+
+UID = "1.2.826.0.1.3680043.10.1453.99"
+
+
+@pytest.fixture
+def slow_fsync(monkeypatch, settings, tmp_path):
+    settings.DICOM_STORAGE_DIR = str(tmp_path)
+    storage._root_resolved.cache_clear()
+    release = threading.Event()
+    real = os.fsync
+    staged_fds: set[int] = set()
+
+    def fsync(fd: int) -> None:
+        if fd in staged_fds:
+            assert release.wait(10)
+        real(fd)
+
+    def opened(path, flags, mode=0o777, **kwargs):
+        fd = real_open(path, flags, mode, **kwargs)
+        if str(path).endswith(".part"):
+            staged_fds.add(fd)
+        return fd
+
+    real_open = os.open
+    monkeypatch.setattr(storage.os, "fsync", fsync)
+    monkeypatch.setattr(storage.os, "open", opened)
+    yield release
+    release.set()
+    storage._root_resolved.cache_clear()
+
+
+def test_the_move_into_place_waits_for_the_background_fsync(slow_fsync):
+    staged = storage.stage_bytes(b"DICM", b"x" * 1000, sync_later=True)
+    relative = storage.instance_relative_path(
+        study_uid=UID, series_uid=UID + ".1", sop_uid=UID + ".2"
+    )
+    done = threading.Event()
+    mover = threading.Thread(
+        target=lambda: (storage.staged_file_commit(staged, relative), done.set()), daemon=True
+    )
+    mover.start()
+    assert not done.wait(0.5)  # the fsync is held: nothing in place yet
+    assert staged.exists() and not storage.storage_path(relative).exists()
+    slow_fsync.set()
+    assert done.wait(5)
+    assert storage.storage_path(relative).read_bytes() == b"DICM" + b"x" * 1000
+    assert not staged.exists()
+
+
+def test_a_failed_background_fsync_refuses_the_move(monkeypatch, settings, tmp_path):
+    settings.DICOM_STORAGE_DIR = str(tmp_path)
+    storage._root_resolved.cache_clear()
+    real = os.fsync
+
+    def failing(fd: int) -> None:
+        if os.readlink(f"/proc/self/fd/{fd}").endswith(".part"):
+            raise OSError(errno.EIO, "Input/output error")
+        real(fd)
+
+    monkeypatch.setattr(storage.os, "fsync", failing)
+    staged = storage.stage_bytes(b"DICM", sync_later=True)
+    relative = storage.instance_relative_path(
+        study_uid=UID, series_uid=UID + ".1", sop_uid=UID + ".3"
+    )
+    with pytest.raises(OSError, match="Input/output"):
+        storage.staged_file_commit(staged, relative)
+    assert not storage.storage_path(relative).exists()
+    storage.staged_file_discard(staged)
+    assert not staged.exists()
+    storage._root_resolved.cache_clear()
