@@ -185,7 +185,7 @@ def feedback_cases(*, finding: str, since: datetime, until: datetime) -> list[La
     """Scores with radiologist truth (feedback: confirmed and missed are positives), each with
     the subgroups of the run it judged; the explorer's live source."""
     rows = Feedback.objects.filter(
-        finding=finding, created_at__gte=since, created_at__lt=until
+        finding=finding, created_at__gte=since, created_at__lt=until, study__simulated=False
     ).values_list("run__acquisition", "verdict", "score")
     positive = (Feedback.Verdict.CONFIRMED, Feedback.Verdict.MISSED)
     return [
@@ -205,6 +205,7 @@ def report_cases(
     labels = dict(
         ReportLabel.objects.filter(
             finding=finding,
+            study__simulated=False,
             received_at__gte=since,
             received_at__lt=until,
             label__in=[ReportLabel.Label.PRESENT, ReportLabel.Label.ABSENT],

@@ -48,8 +48,10 @@ def worklist_items(
 
 
 def study_detail(*, study_id: int) -> Study:
+    """One study for its page and the API (never the demo's simulated history)."""
     return (
-        Study.objects.select_related("patient", "worklist_item", "worklist_item__claimed_by")
+        Study.objects.filter(simulated=False)
+        .select_related("patient", "worklist_item", "worklist_item__claimed_by")
         .prefetch_related("series", _current_runs("inference_runs"))
         .annotate(instance_total=Count("series__instances"))
         .get(pk=study_id)

@@ -4,6 +4,7 @@ and time out an idle association."""
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import threading
@@ -16,7 +17,7 @@ from pynetdicom import AE, evt
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
 from worklist.dicom.scp import ListenerServer
-from worklist.dicom.transport import EventDrivenAssociation, EventDrivenDUL
+from worklist.dicom.transport import EventDrivenAssociation
 
 
 def _free_port() -> int:
@@ -31,7 +32,7 @@ def echo_listener() -> Iterator[dict[str, Any]]:
 
     def on_echo(event: Any) -> int:
         seen["echoes"] += 1
-        seen["classes"].add((type(event.assoc), type(event.assoc.dul)))
+        seen["classes"].add(type(event.assoc))
         return 0x0000
 
     def on_end(event: Any) -> None:
@@ -70,7 +71,7 @@ def test_many_echoes_over_one_association_are_answered_and_released(echo_listene
     )
     assert run.returncode == 0, run.stderr
     assert echo_listener["echoes"] == 200
-    assert echo_listener["classes"] == {(EventDrivenAssociation, EventDrivenDUL)}
+    assert echo_listener["classes"] == {EventDrivenAssociation}
     assert echo_listener["ended"].wait(5)
 
 
@@ -104,3 +105,20 @@ def test_a_peer_that_vanishes_mid_association_ends_its_threads(echo_listener):
         time.sleep(0.05)
     assert threading.active_count() <= before
     assoc.kill()
+
+
+def test_associations_leave_no_file_descriptors_behind(echo_listener):
+    def open_fds() -> int:
+        return len(os.listdir("/proc/self/fd"))
+
+    ae = AE(ae_title="MANY")
+    ae.add_requested_context(Verification)
+    before = open_fds()
+    for _ in range(20):
+        assoc = ae.associate("127.0.0.1", echo_listener["port"], ae_title="EVENTS")
+        assert assoc.is_established and assoc.send_c_echo().Status == 0x0000
+        assoc.release()
+    deadline = time.monotonic() + 5
+    while open_fds() > before + 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert open_fds() <= before + 2

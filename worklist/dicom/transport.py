@@ -7,36 +7,26 @@ needs (74 -> 31 us wall per 128 KB PDU over loopback).
 
 pynetdicom runs two threads per association, and both poll: the DUL reactor sleeps 1 ms whenever
 a turn found nothing to do, and the association reactor sleeps 1 ms before every look at its
-queues. A C-STORE over one association therefore waits out up to three such sleeps (the request
-read, the handler started, the response sent), about a third of an instance's time on this
-machine. Here both reactors run pynetdicom's own loop bodies but wait on what they wait for: the
-DUL blocks in `select` on the socket and a wake-up pipe written whenever another thread gives it
-work (a primitive to send, an event, a stop), and the association blocks on an Event set when a
-DIMSE message or a primitive is queued for it or the DUL stops. Both waits are bounded (50 ms),
-so every check pynetdicom makes (ARTIM, the network timeout, kill flags) still runs.
+queues. Here the association reactor runs pynetdicom's own loop body but blocks on an Event set
+when a DIMSE message or a primitive is queued for it, bounded at 50 ms so every check pynetdicom
+makes (the DUL alive, the network timeout, kill flags) still runs. The DUL reactor is
+pynetdicom's own (its thread's target is bound before any class swap could take effect; an
+earlier select-and-pipe version of it never ran and leaked a pipe per association).
 Everything else (the state machine, the DIMSE layer, TLS) is pynetdicom's.
 """
 
 from __future__ import annotations
 
-import contextlib
-import logging
-import os
 import queue
-import select
 import socket
-import ssl
 import threading
 from collections.abc import Callable
 from typing import Any, cast
 
 from pynetdicom import evt
 from pynetdicom.association import Association
-from pynetdicom.dul import DULServiceProvider
-from pynetdicom.pdu import A_ABORT_RQ
 from pynetdicom.transport import AssociationSocket, RequestHandler
 
-PYNETDICOM_LOGGER = logging.getLogger("pynetdicom")
 WAIT_SECONDS = 0.05  # the longest either reactor sleeps before looking at its timers again
 
 
@@ -70,88 +60,6 @@ class NotifyingQueue(queue.Queue):  # type: ignore[type-arg]
 def _notifying(q: queue.Queue, notify: Callable[[], None]) -> None:  # type: ignore[type-arg]
     q.__class__ = NotifyingQueue
     cast(NotifyingQueue, q)._notify = notify
-
-
-class EventDrivenDUL(DULServiceProvider):
-    """pynetdicom's DUL reactor loop, waiting in `select` instead of sleeping."""
-
-    _wake_read: int
-    _wake_write: int
-
-    def _wake(self) -> None:
-        with contextlib.suppress(BlockingIOError, OSError):  # full: a wake-up is pending anyway
-            os.write(self._wake_write, b"\0")
-
-    def kill_dul(self) -> None:
-        super().kill_dul()
-        self._wake()
-
-    def stop_dul(self) -> bool:
-        stopping = self.state_machine.current_state == "Sta1"
-        if stopping:
-            self._kill_thread = True
-            self._wake()
-        return super().stop_dul()
-
-    def _idle_wait(self) -> None:
-        """Block until the socket has data, another thread gives work, or WAIT_SECONDS."""
-        if self.to_provider_queue.qsize() or self.event_queue.qsize() or self._kill_thread:
-            return
-        wrapped = getattr(self.socket, "socket", None)
-        if wrapped is None:
-            threading.Event().wait(0.001)  # no connection yet: as pynetdicom would
-            return
-        if isinstance(wrapped, ssl.SSLSocket) and wrapped.pending():
-            return
-        try:
-            select.select([wrapped, self._wake_read], [], [], WAIT_SECONDS)
-        except (OSError, ValueError):  # closed under us: the next turn reads Evt17
-            return
-        with contextlib.suppress(BlockingIOError, OSError):
-            os.read(self._wake_read, 4096)
-
-    def run_reactor(self) -> None:
-        """`DULServiceProvider.run_reactor` (pynetdicom 3.0), with `_idle_wait` for its sleep."""
-        self._idle_timer.start()
-        self.socket = cast("AssociationSocket", self.socket)
-        try:
-            while True:
-                if not self.assoc._dul_ready.is_set():
-                    self.assoc._dul_ready.set()
-                if self._kill_thread:
-                    break
-                if self.artim_timer.expired:
-                    self.event_queue.put("Evt18")
-                try:
-                    if self._process_recv_primitive():
-                        pass
-                    elif self._is_transport_event():
-                        self._idle_timer.restart()
-                except Exception:
-                    # As pynetdicom does: log, bypass the state machine with an A-ABORT, stop.
-                    PYNETDICOM_LOGGER.exception("Exception in DUL.run(), aborting association")
-                    abort_pdu = A_ABORT_RQ()
-                    abort_pdu.source = 0x02
-                    abort_pdu.reason_diagnostic = 0x00
-                    self.socket.send(abort_pdu.encode())
-                    self.assoc.is_aborted = True
-                    self.assoc.is_established = False
-                    self.assoc._kill = True
-                    self._kill_thread = True
-                    return
-                try:
-                    event = self.event_queue.get(block=False)
-                except queue.Empty:
-                    self._idle_wait()
-                    continue
-                self.state_machine.do_action(event)
-        finally:
-            wake = getattr(self.assoc, "_wake", None)
-            if wake is not None:
-                wake.set()  # the association notices the DUL has stopped
-            for fd in (self._wake_read, self._wake_write):
-                with contextlib.suppress(OSError):
-                    os.close(fd)
 
 
 class EventDrivenAssociation(Association):
@@ -202,20 +110,12 @@ class EventDrivenAssociation(Association):
 
 
 def event_driven(assoc: Association) -> None:
-    """Make an acceptor association (not yet started) and its DUL wait on events."""
-    dul = assoc.dul
-    wake_read, wake_write = os.pipe()
-    os.set_blocking(wake_read, False)
-    os.set_blocking(wake_write, False)
-    dul.__class__ = EventDrivenDUL
-    dul = cast(EventDrivenDUL, dul)
-    dul._wake_read, dul._wake_write = wake_read, wake_write
+    """Make an acceptor association (not yet started) wait on an Event for its DIMSE messages
+    and primitives instead of polling."""
     assoc.__class__ = EventDrivenAssociation
     assoc = cast(EventDrivenAssociation, assoc)
     assoc._wake = threading.Event()
-    _notifying(dul.to_provider_queue, dul._wake)
-    _notifying(dul.event_queue, dul._wake)
-    _notifying(dul.to_user_queue, assoc._wake.set)
+    _notifying(assoc.dul.to_user_queue, assoc._wake.set)
     _notifying(assoc.dimse.msg_queue, assoc._wake.set)
 
 
