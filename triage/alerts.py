@@ -128,7 +128,12 @@ def alert_raise(
 
 def alert_acknowledge(*, alert_id: int, user: Any, screen: str) -> Alert:
     with transaction.atomic():
-        alert = Alert.objects.select_for_update().select_related("study").get(pk=alert_id)
+        alert = (
+            Alert.objects.filter(study__simulated=False)
+            .select_for_update(of=("self",))
+            .select_related("study")
+            .get(pk=alert_id)
+        )
         if not alert_visible_to(alert, user):
             raise AlertNotAllowed("This alert is not addressed to you.")
         if alert.state in Alert.OPEN_STATES:
@@ -148,7 +153,11 @@ def alert_resolve(*, alert_id: int, user: Any, confirmed: bool) -> Alert:
     if not user_has_role(user, Role.RADIOLOGIST):
         raise AlertNotAllowed("Only a radiologist can confirm or dismiss an AI alert.")
     with transaction.atomic():
-        alert = Alert.objects.select_for_update().get(pk=alert_id)
+        alert = (
+            Alert.objects.filter(study__simulated=False)
+            .select_for_update(of=("self",))
+            .get(pk=alert_id)
+        )
         if alert.state in (Alert.State.CONFIRMED, Alert.State.DISMISSED):
             return alert
         now = timezone.now()

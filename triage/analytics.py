@@ -238,7 +238,7 @@ def cases_arrays(cases: list[LabelledCase]) -> tuple[np.ndarray, np.ndarray]:
 def eligible_studies_per_day(*, finding: str, days: int = 14) -> float | None:
     since = timezone.now() - timedelta(days=days)
     count = (
-        InferenceRun.objects.filter(finding=finding, queued_at__gte=since)
+        InferenceRun.objects.filter(finding=finding, queued_at__gte=since, study__simulated=False)
         .values("study_id")
         .distinct()
         .count()

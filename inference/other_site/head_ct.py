@@ -223,24 +223,8 @@ def head_ct_other(rng: np.random.Generator, *, positive: bool) -> OtherHeadCt:
 
     blood = float(rng.uniform(52, 88))
     if positive:
-        _bleed_draw(
-            subtype,
-            rng,
-            paint=paint,
-            frame=frame,
-            yr=yr,
-            xr=xr,
-            inner=inner,
-            theta=theta,
-            sulcus=sulcus,
-            centre_z=centre_z,
-            atrophy=atrophy,
-            blood=blood,
-        )
         # A bleed must show on at least two slices at this thickness; redraw elsewhere if not.
-        for _ in range(4):
-            if int((lesion.sum(axis=(1, 2)) >= 12).sum()) >= 2:
-                break
+        for _ in range(5):
             _bleed_draw(
                 subtype,
                 rng,
@@ -255,6 +239,8 @@ def head_ct_other(rng: np.random.Generator, *, positive: bool) -> OtherHeadCt:
                 atrophy=atrophy,
                 blood=blood,
             )
+            if int((lesion.sum(axis=(1, 2)) >= 12).sum()) >= 2:
+                break
     # Acquisition: reconstruction blur per slice, correlated and white noise.
     sharp = float(rng.uniform(0.3, 1.1))
     hu = ndimage.gaussian_filter(hu, sigma=(0, sharp, sharp)).astype(np.float32)

@@ -15,6 +15,7 @@ from triage.alerts import alerts_visible
 from triage.analytics import analytics, analytics_daily, feedback_cases
 from triage.demo_history import simulated_history_exists, simulated_history_seed
 from triage.findings import Finding
+from triage.models import Alert
 from triage.validation import validation_run_from_scores
 from worklist.models import Study
 
@@ -82,6 +83,10 @@ def test_without_the_shift_no_drift_check_warns(db, users):
 def test_simulated_studies_are_never_shown_as_studies_or_alerts(history, users, client):
     client.force_login(users.radiologist)
     assert alerts_visible(user=users.radiologist) == []
+    simulated_alert = Alert.objects.filter(study__simulated=True).first()
+    for action in ("ack", "confirm", "dismiss"):  # a 404 with its reason, not a server error
+        acted = client.post(f"/api/alerts/{simulated_alert.pk}/{action}/")
+        assert acted.status_code == 404 and acted.json()["detail"] == "No such alert."
     study = Study.objects.filter(simulated=True).first()
     assert client.get(f"/studies/{study.pk}/").status_code == 404
     qido = client.get(f"/dicomweb/studies?StudyInstanceUID={study.study_instance_uid}")

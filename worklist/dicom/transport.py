@@ -17,6 +17,7 @@ Everything else (the state machine, the DIMSE layer, TLS) is pynetdicom's.
 
 from __future__ import annotations
 
+import logging
 import queue
 import socket
 import threading
@@ -27,7 +28,8 @@ from pynetdicom import evt
 from pynetdicom.association import Association
 from pynetdicom.transport import AssociationSocket, RequestHandler
 
-WAIT_SECONDS = 0.05  # the longest either reactor sleeps before looking at its timers again
+WAIT_SECONDS = 0.05  # the longest the association reactor waits before looking at its timers
+LOGGER = logging.getLogger("pynetdicom.association")  # where pynetdicom's loop logs
 
 
 class BulkReadSocket(AssociationSocket):
@@ -82,12 +84,17 @@ class EventDrivenAssociation(Association):
                 self._wake.set()  # look again at once: more may have queued meanwhile
             if self.is_established and self.acse.is_release_requested():
                 self.acse.send_release(is_response=True)
+                LOGGER.info("Association Released")
                 self.is_released = True
                 self.is_established = False
                 evt.trigger(self, evt.EVT_RELEASED, {})
                 self.kill()
                 return
             if self.acse.is_aborted():
+                LOGGER.info(
+                    "Association Aborted"
+                    + (" (A-P-ABORT)" if self.acse.is_aborted("a-p-abort") else "")
+                )
                 self.dul.receive_pdu(wait=False)
                 self.is_aborted = True
                 self.is_established = False
@@ -98,6 +105,7 @@ class EventDrivenAssociation(Association):
                 self.kill()
                 return
             if self.dul.idle_timer_expired():
+                LOGGER.error("Network timeout reached")
                 if self.network_timeout_response == "A-RELEASE":
                     self._is_paused = True
                     self._reactor_checkpoint.wait()
