@@ -1,6 +1,8 @@
-"""The "other hospital": labelled head CT studies from a generator written apart from the one
-the shipped models were trained on (`inference.phantoms`), never used for training, validation
-or operating points. It measures how a model holds on data it was not shaped by.
+"""The "other hospital": labelled studies from generators written apart from the ones the shipped
+models were trained on (`inference.phantoms`), never used for training, validation or operating
+points: head CT (hemorrhage), chest radiographs (pneumothorax) and cervical-spine CT (fracture),
+so far. They measure how a model
+holds on data it was not shaped by.
 
 `other_site_dataset_write` writes a data set in the layout `manage.py validate_model` reads (one
 folder per study, `labels.csv`).
@@ -14,21 +16,42 @@ from pathlib import Path
 
 import numpy as np
 
-from inference.other_site.head_ct import OtherHeadCt, head_ct_other
+from inference.other_site.chest_radiograph import chest_radiograph_other
+from inference.other_site.cspine_ct import cspine_ct_other
+from inference.other_site.head_ct import head_ct_other
+from inference.other_site.volume import OtherCt, OtherRadiograph
 from inference.other_site.writer import other_site_write
+from triage.findings import Finding
 
 SEED_START = 30_000_000  # apart from every range inference.phantoms uses
 
-__all__ = ["OtherHeadCt", "head_ct_other", "other_site_dataset_write", "other_site_generate"]
+# finding -> (generator, its stream number in the seed sequence)
+GENERATORS: dict[Finding, tuple[Callable[..., OtherCt | OtherRadiograph], int]] = {
+    Finding.INTRACRANIAL_HEMORRHAGE: (head_ct_other, 3),
+    Finding.PNEUMOTHORAX: (chest_radiograph_other, 7),
+    Finding.FRACTURE: (cspine_ct_other, 5),
+}
+
+__all__ = [
+    "GENERATORS",
+    "OtherCt",
+    "OtherRadiograph",
+    "other_site_dataset_write",
+    "other_site_generate",
+]
 
 
-def other_site_generate(*, seed: int, positive: bool) -> OtherHeadCt:
-    return head_ct_other(np.random.default_rng([seed, 3, int(positive)]), positive=positive)
+def other_site_generate(
+    *, finding: Finding | str, seed: int, positive: bool
+) -> OtherCt | OtherRadiograph:
+    generate, stream = GENERATORS[Finding(finding)]
+    return generate(np.random.default_rng([seed, stream, int(positive)]), positive=positive)
 
 
 def other_site_dataset_write(
     folder: Path,
     *,
+    finding: Finding | str,
     studies: int,
     seed_start: int = SEED_START,
     progress: Callable[[int, int], None] | None = None,
@@ -39,7 +62,7 @@ def other_site_dataset_write(
     labels: dict[str, bool] = {}
     for n in range(studies):
         seed = seed_start + n
-        volume = other_site_generate(seed=seed, positive=n % 2 == 0)
+        volume = other_site_generate(finding=finding, seed=seed, positive=n % 2 == 0)
         name = f"os-{seed}"
         other_site_write(volume, out_dir=folder / name, seed=seed)
         labels[name] = volume.positive

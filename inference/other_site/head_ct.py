@@ -21,7 +21,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-MATRIX = 256
+from inference.other_site.volume import MATRIX, CtEncoding, OtherCt
+
 BLEEDS = (
     "subdural",
     "epidural",
@@ -31,18 +32,14 @@ BLEEDS = (
     "subarachnoid",
 )
 MIMICS = ("normal", "dense_falx", "calcified", "beam_hardening", "motion")
-
-
-@dataclass(frozen=True, kw_only=True)
-class OtherHeadCt:
-    hounsfield: np.ndarray  # float32 (slices, MATRIX, MATRIX), first slice lowest
-    lesion: np.ndarray  # bool, same shape
-    positive: bool
-    subtype: str
-    pixel_spacing: float  # mm
-    slice_thickness: float  # mm (= slice spacing here)
-    field_radius: float  # mm: outside it the scanner reconstructed nothing
-    kvp: int
+ENCODING = CtEncoding(
+    study_description="CT BRAIN NON-CONTRAST",
+    series_description="Brain {thickness:g} mm",
+    body_part="HEAD",
+    station="OSCT1",
+    model_name="OS Axial 32",
+    series_number=3,
+)
 
 
 @dataclass(frozen=True)
@@ -89,7 +86,7 @@ def _band_noise(
     return band
 
 
-def head_ct_other(rng: np.random.Generator, *, positive: bool) -> OtherHeadCt:
+def head_ct_other(rng: np.random.Generator, *, positive: bool) -> OtherCt:
     frame = _frame(rng)
     z, y, x = frame.z, frame.y, frame.x
     spacing = frame.spacing
@@ -256,7 +253,7 @@ def head_ct_other(rng: np.random.Generator, *, positive: bool) -> OtherHeadCt:
     lesion_slices = lesion.sum(axis=(1, 2)) >= 12
     lesion &= lesion_slices[:, None, None]
     field_radius = float(rng.uniform(0.46, 0.5)) * MATRIX * spacing
-    return OtherHeadCt(
+    return OtherCt(
         hounsfield=hu,
         lesion=lesion,
         positive=positive and bool(lesion_slices.any()),
@@ -265,6 +262,7 @@ def head_ct_other(rng: np.random.Generator, *, positive: bool) -> OtherHeadCt:
         slice_thickness=frame.thickness,
         field_radius=field_radius,
         kvp=int(rng.choice([100, 110, 120, 130])),
+        encoding=ENCODING,
     )
 
 

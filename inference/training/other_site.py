@@ -2,9 +2,10 @@
 
 torch-free. The data set is written as DICOM and read back through `inference.scoring.
 folder_score`, exactly as `validate_model` and a worker read a site's studies, so the storage
-variants of the other site (12-bit unsigned, intercept -1024, padding, feet-first, shuffled
-files) are part of what is measured. Figures: AUC, sensitivity and specificity at the card's
-shipped threshold, each with a 95% bootstrap interval, and sensitivity per bleed type.
+variants of the other site (12- or 16-bit unsigned, its intercepts and slopes, padding, slice
+order, shuffled files) are part of what is measured. Figures: AUC, sensitivity and specificity
+at the card's shipped threshold, each with a 95% bootstrap interval, and sensitivity per lesion
+type.
 """
 
 from __future__ import annotations
@@ -20,14 +21,25 @@ from typing import Any
 
 import numpy as np
 
-from inference.other_site import SEED_START, other_site_dataset_write
+from inference.other_site import GENERATORS, SEED_START, other_site_dataset_write
 from inference.registry import card_load
 from inference.scoring import folder_score
 from inference.training.data import Log
 from inference.training.metrics import study_metrics
 
 OTHER_SITE_DIR = Path(__file__).resolve().parent.parent / "other_site"
-SUPPORTED = ("intracranial_hemorrhage",)  # the other site writes head CT only, so far
+SUPPORTED = tuple(str(finding) for finding in GENERATORS)
+DESCRIPTIONS = {
+    "intracranial_hemorrhage": "head CT written apart from the training phantoms (other anatomy "
+    "construction, bleed shapes, 256-px matrix, 12-bit unsigned storage)",
+    "pneumothorax": "chest radiographs written apart from the training phantoms (projected "
+    "thickness maps, other ribs, markings and pneumothorax shapes including the supine deep "
+    "sulcus, mimics such as bullae and monitoring leads, non-square 0.9 mm DX, 14-bit "
+    "MONOCHROME1, edge enhancement, collimation)",
+    "fracture": "cervical-spine CT written apart from the training phantoms (other vertebra and "
+    "arch construction, fracture shapes and mimics, 256-px matrix, 16-bit unsigned storage with "
+    "slope 0.5)",
+}
 
 
 def other_site_fingerprint() -> str:
@@ -66,7 +78,9 @@ def other_site_evaluate(
                 for line in labels_path.read_text().splitlines()[1:]
             }
         else:
-            labels = other_site_dataset_write(dataset, studies=studies, progress=written)
+            labels = other_site_dataset_write(
+                dataset, finding=card.finding, studies=studies, progress=written
+            )
         scores, truth, subtypes = [], [], []
         scoring = time.monotonic()
         for done, (name, positive) in enumerate(sorted(labels.items()), start=1):
@@ -79,9 +93,8 @@ def other_site_evaluate(
     score_array, truth_array = np.asarray(scores), np.asarray(truth, dtype=bool)
     threshold = card.threshold
     result: dict[str, Any] = {
-        "generator": "inference.other_site: head CT written apart from the training phantoms "
-        "(other anatomy construction, bleed shapes, 256-px matrix, 12-bit unsigned storage); "
-        "never used for training, validation or operating points",
+        "generator": f"inference.other_site: {DESCRIPTIONS[str(card.finding)]}; never used for "
+        "training, validation or operating points",
         "generator_sha256": other_site_fingerprint(),
         "seeds": f"{SEED_START}-{SEED_START + len(labels) - 1}",
         "threshold": threshold,
@@ -99,7 +112,7 @@ def other_site_evaluate(
         f"{int(truth_array.sum())} positive): AUC {result['auc']} {result['auc_ci95']}, "
         f"at the shipped threshold {threshold:.4f}: "
         f"sensitivity {result['sensitivity']} {result['sensitivity_ci95']}, specificity "
-        f"{result['specificity']} {result['specificity_ci95']}; by bleed type "
+        f"{result['specificity']} {result['specificity_ci95']}; by type "
         f"{result['sensitivity_by_subtype']}; {result['seconds']:.0f}s"
     )
     if record:

@@ -8,18 +8,18 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from inference.registry import SHIPPED_MODELS_DIR
+from inference.training.other_site import SUPPORTED
 
 
 class Command(BaseCommand):
     help = (
-        "Write head CT studies from the other-site generator as DICOM, score them as a worker "
-        "would, and print AUC, sensitivity and specificity at the shipped threshold with 95% "
-        "intervals; --record writes them into the card."
+        "Write studies from the other-site generator of the model's finding as DICOM, score "
+        "them as a worker would, and print AUC, sensitivity and specificity at the shipped "
+        "threshold with 95% intervals; --record writes them into the card."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("--finding", default="intracranial_hemorrhage",
-                            choices=["intracranial_hemorrhage"])  # fmt: skip
+        parser.add_argument("--finding", default="intracranial_hemorrhage", choices=SUPPORTED)
         parser.add_argument("--folder", type=Path, default=None, help="default: the shipped one")
         parser.add_argument("--studies", type=int, default=200)
         parser.add_argument(
