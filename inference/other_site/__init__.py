@@ -1,7 +1,7 @@
 """The "other hospital": labelled studies from generators written apart from the ones the shipped
 models were trained on (`inference.phantoms`), never used for training, validation or operating
-points: head CT (hemorrhage), chest radiographs (pneumothorax) and cervical-spine CT (fracture),
-so far. They measure how a model
+points: head CT (hemorrhage), CT pulmonary angiograms (embolism), chest radiographs
+(pneumothorax) and cervical-spine CT (fracture). They measure how a model
 holds on data it was not shaped by.
 
 `other_site_dataset_write` writes a data set in the layout `manage.py validate_model` reads (one
@@ -18,6 +18,7 @@ import numpy as np
 
 from inference.other_site.chest_radiograph import chest_radiograph_other
 from inference.other_site.cspine_ct import cspine_ct_other
+from inference.other_site.ctpa import ctpa_other
 from inference.other_site.head_ct import head_ct_other
 from inference.other_site.volume import OtherCt, OtherRadiograph
 from inference.other_site.writer import other_site_write
@@ -28,6 +29,7 @@ SEED_START = 30_000_000  # apart from every range inference.phantoms uses
 # finding -> (generator, its stream number in the seed sequence)
 GENERATORS: dict[Finding, tuple[Callable[..., OtherCt | OtherRadiograph], int]] = {
     Finding.INTRACRANIAL_HEMORRHAGE: (head_ct_other, 3),
+    Finding.PULMONARY_EMBOLISM: (ctpa_other, 11),
     Finding.PNEUMOTHORAX: (chest_radiograph_other, 7),
     Finding.FRACTURE: (cspine_ct_other, 5),
 }

@@ -21,6 +21,7 @@ class CtEncoding:
     model_name: str
     series_number: int
     bits_stored: int = 12
+    signed: bool = False  # Pixel Representation 1; padding is then -2000 (else 0)
     rescale_slope: float = 1.0
     rescale_intercept: float = -1024.0
     top_first: bool = True  # instance 1 is the top slice (acquired from the vertex down)

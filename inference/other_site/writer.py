@@ -1,9 +1,9 @@
 """DICOM files of the "other hospital", encoded the way another vendor might.
 
-Stored unsigned (Bits Allocated 16, Bits Stored 12 or 16 as the series' `CtEncoding` says,
-Pixel Representation 0) with its Rescale Intercept and Slope (head: 12-bit, intercept -1024;
-C-spine: 16-bit, slope 0.5, intercept -2048); outside the reconstruction circle the pixels are
-0 and named by Pixel Padding Value; a head series is acquired from the vertex down (instance 1
+Stored as the series' `CtEncoding` says (Bits Allocated 16; head: 12-bit unsigned, intercept
+-1024; C-spine: 16-bit unsigned, slope 0.5, intercept -2048; CTPA: 16-bit signed, intercept 0);
+outside the reconstruction circle the pixels are 0 (or -2000 when signed) and named by Pixel
+Padding Value; a head series is acquired from the vertex down (instance 1
 is the top slice, positions in patient coordinates still rise towards the head) with a table
 offset, and the files are named by a counter in a shuffled order, so neither file order nor
 instance numbers give slice order.
@@ -46,12 +46,17 @@ def other_site_write(volume: OtherCt | OtherRadiograph, *, out_dir: Path, seed: 
     count = volume.hounsfield.shape[0]
     slope, intercept = encoding.rescale_slope, encoding.rescale_intercept
     stored = np.rint((volume.hounsfield - np.float32(intercept)) / np.float32(slope))
-    np.clip(stored, 1, 2**encoding.bits_stored - 1, out=stored)  # 0: outside the field
+    padding = -2000 if encoding.signed else 0
+    if encoding.signed:
+        top = 2 ** (encoding.bits_stored - 1) - 1
+        np.clip(stored, -1999, top, out=stored)  # -2000: outside the field
+    else:
+        np.clip(stored, 1, 2**encoding.bits_stored - 1, out=stored)  # 0: outside the field
     half = MATRIX * volume.pixel_spacing / 2
     axis = np.linspace(-half, half, MATRIX, dtype=np.float32)
     outside = (axis[:, None] ** 2 + axis[None, :] ** 2) > volume.field_radius**2
-    stored[:, outside] = 0
-    pixels = stored.astype(np.uint16)
+    stored[:, outside] = padding
+    pixels = stored.astype(np.int16 if encoding.signed else np.uint16)
     study_uid, series_uid = _uid(seed, "study"), _uid(seed, "series")
     frame_uid = _uid(seed, "frame")
     acquired = date(2026, 3, 1) + timedelta(days=int(rng.integers(0, 200)))
@@ -110,8 +115,8 @@ def other_site_write(volume: OtherCt | OtherRadiograph, *, out_dir: Path, seed: 
         ds.BitsAllocated = 16
         ds.BitsStored = encoding.bits_stored
         ds.HighBit = encoding.bits_stored - 1
-        ds.PixelRepresentation = 0
-        ds.PixelPaddingValue = 0
+        ds.PixelRepresentation = 1 if encoding.signed else 0
+        ds.add_new(0x00280120, "SS" if encoding.signed else "US", padding)  # Pixel Padding Value
         ds.RescaleIntercept = f"{intercept:g}"
         ds.RescaleSlope = f"{slope:g}"
         ds.RescaleType = "HU"

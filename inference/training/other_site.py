@@ -32,6 +32,9 @@ SUPPORTED = tuple(str(finding) for finding in GENERATORS)
 DESCRIPTIONS = {
     "intracranial_hemorrhage": "head CT written apart from the training phantoms (other anatomy "
     "construction, bleed shapes, 256-px matrix, 12-bit unsigned storage)",
+    "pulmonary_embolism": "CT pulmonary angiograms written apart from the training phantoms "
+    "(other chest, heart and great vessels, random arterial and venous trees, embolus shapes "
+    "and mimics including a poor bolus, 256-px matrix, 16-bit signed storage)",
     "pneumothorax": "chest radiographs written apart from the training phantoms (projected "
     "thickness maps, other ribs, markings and pneumothorax shapes including the supine deep "
     "sulcus, mimics such as bullae and monitoring leads, non-square 0.9 mm DX, 14-bit "

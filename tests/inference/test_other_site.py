@@ -16,7 +16,7 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from inference import pipeline
-from inference.other_site import other_site_dataset_write, other_site_generate
+from inference.other_site import GENERATORS, other_site_dataset_write, other_site_generate
 from inference.other_site.writer import other_site_write
 from inference.registry import SHIPPED_MODELS_DIR, card_load
 from inference.scoring import folder_score
@@ -90,6 +90,21 @@ def test_cspine_files_store_16_bits_with_slope_one_half_and_read_back_as_hounsfi
     assert decoded[volume.lesion].mean() < 150 < 600 < np.percentile(decoded, 99.5)
 
 
+def test_ctpa_files_store_signed_values_with_padding_and_carry_the_contrast_agent(tmp_path):
+    volume = other_site_generate(finding="pulmonary_embolism", seed=30_000_002, positive=True)
+    paths = other_site_write(volume, out_dir=tmp_path, seed=30_000_002)
+    assert dciodvfy_errors(paths[0]) == []
+    first = pydicom.dcmread(paths[0])
+    assert (first.BitsStored, first.PixelRepresentation, first.PixelPaddingValue) == (16, 1, -2000)
+    assert first.ContrastBolusAgent and float(first.SliceThickness) <= 3.0
+    decoded = pipeline.decode_series(paths).pixels
+    inside = (decoded > -1000) & (volume.hounsfield > -1000)
+    assert np.abs(decoded[inside] - volume.hounsfield[inside]).max() <= 0.51
+    assert (decoded == -1000).any()  # the padding outside the field reads as air
+    # the embolus is a filling defect: far below the opacified arteries around it
+    assert volume.positive and decoded[volume.lesion].mean() < 120 < 250 < decoded.max()
+
+
 def test_radiographs_are_valid_monochrome1_dx_and_read_back_bright_where_dense(tmp_path):
     image = other_site_generate(finding="pneumothorax", seed=30_000_010, positive=True)
     (path,) = other_site_write(image, out_dir=tmp_path, seed=30_000_010)
@@ -117,7 +132,7 @@ def test_a_study_written_twice_is_the_same_files(tmp_path, finding):
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
 
 
-@pytest.mark.parametrize("finding", ["intracranial_hemorrhage", "pneumothorax", "fracture"])
+@pytest.mark.parametrize("finding", [str(finding) for finding in GENERATORS])
 def test_negatives_carry_no_lesion_and_the_data_set_is_validate_model_layout(tmp_path, finding):
     labels = other_site_dataset_write(tmp_path, finding=finding, studies=4, seed_start=30_000_100)
     with open(tmp_path / "labels.csv", newline="") as handle:
@@ -130,7 +145,7 @@ def test_negatives_carry_no_lesion_and_the_data_set_is_validate_model_layout(tmp
     assert sum(labels.values()) >= 1  # positives survive (onto two slices, for CT)
 
 
-@pytest.mark.parametrize("finding", ["intracranial_hemorrhage", "pneumothorax", "fracture"])
+@pytest.mark.parametrize("finding", [str(finding) for finding in GENERATORS])
 def test_the_shipped_model_scores_other_site_studies_as_a_worker_reads_them(tmp_path, finding):
     card = card_load(SHIPPED_MODELS_DIR / finding)
     scores = {}
