@@ -10,11 +10,13 @@ type.
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import json
 import os
 import tempfile
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -22,8 +24,9 @@ from typing import Any
 import numpy as np
 
 from inference.other_site import GENERATORS, SEED_START, other_site_dataset_write
+from inference.pipeline import DecodeError
 from inference.registry import card_load
-from inference.scoring import folder_score
+from inference.scoring import FolderError, folder_score
 from inference.training.data import Log
 from inference.training.metrics import study_metrics
 
@@ -52,6 +55,34 @@ def other_site_fingerprint() -> str:
     return digest.hexdigest()
 
 
+def _dataset_labels(
+    dataset: Path, *, finding: str, studies: int, reuse: bool, progress: Callable[[int, int], None]
+) -> dict[str, bool]:
+    """The labels of the data set in `dataset`: written there, or, with `reuse`, read back when
+    the folder holds exactly this data set (finding, studies, generator code); a folder holding
+    anything else is refused rather than silently measured."""
+    wanted = {
+        "finding": finding,
+        "studies": studies,
+        "seed_start": SEED_START,
+        "generator_sha256": other_site_fingerprint(),
+    }
+    described = dataset / "dataset.json"
+    if reuse and dataset.exists() and any(dataset.iterdir()):
+        found = json.loads(described.read_text()) if described.exists() else None
+        if found != wanted:
+            differs = sorted(k for k in wanted if not found or found.get(k) != wanted[k])
+            raise ValueError(
+                f"--work {dataset} holds another data set (differs in: {', '.join(differs)}); "
+                "give an empty or new folder"
+            )
+        with open(dataset / "labels.csv", newline="") as handle:
+            return {row["study"]: row["label"] == "1" for row in csv.DictReader(handle)}
+    labels = other_site_dataset_write(dataset, finding=finding, studies=studies, progress=progress)
+    described.write_text(json.dumps(wanted, indent=1) + "\n")
+    return labels
+
+
 def other_site_evaluate(
     *,
     folder: Path,
@@ -74,25 +105,27 @@ def other_site_evaluate(
                 elapsed = time.monotonic() - started
                 log(f"  other site: {done}/{total} studies written, {elapsed:.0f}s")
 
-        labels_path = dataset / "labels.csv"
-        if labels_path.exists() and work is not None:
-            labels = {
-                line.split(",")[0]: line.strip().endswith("1")
-                for line in labels_path.read_text().splitlines()[1:]
-            }
-        else:
-            labels = other_site_dataset_write(
-                dataset, finding=card.finding, studies=studies, progress=written
-            )
-        scores, truth, subtypes = [], [], []
+        labels = _dataset_labels(
+            dataset, finding=str(card.finding), studies=studies, reuse=work is not None,
+            progress=written,
+        )  # fmt: skip
+        scores, truth, subtypes, unscored = [], [], [], []
         scoring = time.monotonic()
         for done, (name, positive) in enumerate(sorted(labels.items()), start=1):
-            score, _ = folder_score(card, dataset / name, threads=2)
+            try:
+                score, _ = folder_score(card, dataset / name, threads=2)
+            except (FolderError, DecodeError) as failure:
+                # a study the model cannot read is reported, not scored, and the run goes on
+                unscored.append(name)
+                log(f"  {name}: not scored ({failure})")
+                continue
             scores.append(score)
             truth.append(positive)
             subtypes.append(json.loads((dataset / name / "truth.json").read_text())["subtype"])
             if done % 10 == 0 or done == len(labels):
                 log(f"  scored {done}/{len(labels)}, {time.monotonic() - scoring:.0f}s")
+    if len(set(truth)) < 2:
+        raise ValueError(f"too few studies could be scored ({len(scores)} of {len(labels)})")
     score_array, truth_array = np.asarray(scores), np.asarray(truth, dtype=bool)
     threshold = card.threshold
     result: dict[str, Any] = {
@@ -101,6 +134,7 @@ def other_site_evaluate(
         "generator_sha256": other_site_fingerprint(),
         "seeds": f"{SEED_START}-{SEED_START + len(labels) - 1}",
         "threshold": threshold,
+        "unscored": unscored,
         **study_metrics(score_array, truth_array, threshold=threshold),
         "sensitivity_by_subtype": {
             subtype: round(float((score_array[chosen] >= threshold).mean()), 4)
@@ -111,8 +145,10 @@ def other_site_evaluate(
         "seconds": round(time.monotonic() - started, 1),
     }
     log(
-        f"{card.label} on the other site ({len(labels)} studies, "
-        f"{int(truth_array.sum())} positive): AUC {result['auc']} {result['auc_ci95']}, "
+        f"{card.label} on the other site ({len(scores)} studies, "
+        f"{int(truth_array.sum())} positive"
+        + (f"; {len(unscored)} could not be scored" if unscored else "")
+        + f"): AUC {result['auc']} {result['auc_ci95']}, "
         f"at the shipped threshold {threshold:.4f}: "
         f"sensitivity {result['sensitivity']} {result['sensitivity_ci95']}, specificity "
         f"{result['specificity']} {result['specificity_ci95']}; by type "

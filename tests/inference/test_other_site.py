@@ -187,6 +187,38 @@ def test_evaluate_other_site_measures_the_pneumothorax_model_on_radiographs(tmp_
     }  # fmt: skip
 
 
+def test_a_kept_data_set_is_reused_only_when_it_is_the_same_one(tmp_path, capsys):
+    folder, work = tmp_path / "model", tmp_path / "work"
+    shutil.copytree(SHIPPED_MODELS_DIR / "pneumothorax", folder)
+    base = ["evaluate_other_site", "--folder", str(folder), "--work", str(work)]
+    call_command(*base, "--studies", "10")
+    assert "10/10 studies written" in capsys.readouterr().out
+    call_command(*base, "--studies", "10")
+    again = capsys.readouterr().out
+    assert "written" not in again and "(10 studies, 5 positive)" in again
+    with pytest.raises(CommandError, match="holds another data set .differs in: studies"):
+        call_command(*base, "--studies", "12")
+    described = json.loads((work / "dataset.json").read_text())
+    described["generator_sha256"] = "0" * 64  # the generator changed since it was written
+    (work / "dataset.json").write_text(json.dumps(described))
+    with pytest.raises(CommandError, match="differs in: generator_sha256"):
+        call_command(*base, "--studies", "10")
+
+
+def test_a_study_the_model_cannot_read_is_reported_and_the_run_goes_on(tmp_path, capsys):
+    folder, work = tmp_path / "model", tmp_path / "work"
+    shutil.copytree(SHIPPED_MODELS_DIR / "pneumothorax", folder)
+    base = ["evaluate_other_site", "--folder", str(folder), "--work", str(work), "--studies"]
+    call_command(*base, "10")
+    broken = work / "os-30000003" / "IMG0000"
+    broken.write_bytes(broken.read_bytes()[:4000])  # pixel data cut short
+    call_command(*base, "10", "--record")
+    out = capsys.readouterr().out
+    assert "os-30000003: not scored" in out and "1 could not be scored" in out
+    other = json.loads((folder / "card.json").read_text())["other_site"]
+    assert other["unscored"] == ["os-30000003"] and other["held_out_studies"] == 9
+
+
 def test_evaluate_other_site_refuses_too_few_studies():
     with pytest.raises(CommandError, match="at least 10"):
         call_command("evaluate_other_site", "--studies", "3")
