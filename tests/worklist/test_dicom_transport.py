@@ -122,3 +122,68 @@ def test_associations_leave_no_file_descriptors_behind(echo_listener):
     while open_fds() > before + 2 and time.monotonic() < deadline:
         time.sleep(0.05)
     assert open_fds() <= before + 2
+
+
+@pytest.mark.parametrize(
+    ("status", "sop_class", "instance", "message_id"),
+    [
+        (0x0000, "1.2.840.10008.5.1.4.1.1.2", "1.2.826.0.1.3680043.2.1125.1", 1),
+        (0xA700, "1.2.840.10008.5.1.4.1.1.1.1", "1.2.3", 65535),  # odd-length UIDs padded
+        (0xB000, None, None, 9),
+    ],
+)
+def test_a_store_response_is_the_bytes_pynetdicom_would_send(
+    status: int, sop_class: str | None, instance: str | None, message_id: int
+) -> None:
+    from pynetdicom.dimse_messages import C_STORE_RSP
+    from pynetdicom.dimse_primitives import C_STORE
+    from pynetdicom.dsutils import encode
+
+    from worklist.dicom.transport import store_response_command
+
+    primitive = C_STORE()
+    primitive.MessageIDBeingRespondedTo = message_id
+    primitive.Status = status
+    if sop_class:
+        primitive.AffectedSOPClassUID = sop_class
+        primitive.AffectedSOPInstanceUID = instance
+    message = C_STORE_RSP()
+    message.primitive_to_message(primitive)
+    assert store_response_command(primitive) == encode(message.command_set, True, True)
+
+
+def test_storescu_hears_each_status_and_a_bound_sent_handler_still_sees_the_response(
+    tmp_path: Any,
+) -> None:
+    from pydicom import examples
+    from pynetdicom.sop_class import CTImageStorage  # type: ignore[attr-defined]
+
+    statuses = iter([0x0000, 0xA700])
+    sent: list[str] = []
+    ae = AE(ae_title="STORES")
+    ae.add_supported_context(CTImageStorage)
+    port = _free_port()
+    server = ae.make_server(
+        ("127.0.0.1", port),
+        evt_handlers=[(evt.EVT_C_STORE, lambda event: next(statuses))],
+        server_class=ListenerServer,
+    )
+    thread = threading.Thread(target=server.serve, daemon=True)
+    thread.start()
+    path = tmp_path / "ct.dcm"
+    examples.ct.save_as(path)
+    try:
+        ok = subprocess.run(["storescu", "127.0.0.1", str(port), str(path)], capture_output=True,
+                            text=True, timeout=30)  # fmt: skip
+        assert ok.returncode == 0, ok.stderr
+        refused = subprocess.run(["storescu", "-v", "127.0.0.1", str(port), str(path)],
+                                 capture_output=True, text=True, timeout=30)  # fmt: skip
+        assert "Received Store Response (Refused: OutOfResources)" in refused.stderr
+        # an association with its own EVT_DIMSE_SENT handler gets pynetdicom's own encoding
+        server.bind(evt.EVT_DIMSE_SENT, lambda event: sent.append(type(event.message).__name__))
+        statuses = iter([0x0000])
+        again = subprocess.run(["storescu", "127.0.0.1", str(port), str(path)],
+                               capture_output=True, text=True, timeout=30)  # fmt: skip
+        assert again.returncode == 0 and sent == ["C_STORE_RSP"]
+    finally:
+        server.shutdown()

@@ -12,7 +12,13 @@ when a DIMSE message or a primitive is queued for it, bounded at 50 ms so every 
 makes (the DUL alive, the network timeout, kill flags) still runs. The DUL reactor is
 pynetdicom's own (its thread's target is bound before any class swap could take effect; an
 earlier select-and-pipe version of it never ran and leaked a pipe per association).
-Everything else (the state machine, the DIMSE layer, TLS) is pynetdicom's.
+
+A C-STORE response is encoded here in a few struct calls (`store_response_command`) instead of
+through a pydicom Dataset built, filled, measured and encoded for every instance; its bytes are
+the same as pynetdicom's (a test compares them). Anything else, a response carrying an error
+comment or offending element, or an association with its own DIMSE-sent handler bound, goes
+through pynetdicom's `send_msg`. Everything else (the state machine, the rest of the DIMSE
+layer, TLS) is pynetdicom's.
 """
 
 from __future__ import annotations
@@ -20,12 +26,17 @@ from __future__ import annotations
 import logging
 import queue
 import socket
+import struct
 import threading
 from collections.abc import Callable
 from typing import Any, cast
 
 from pynetdicom import evt
+from pynetdicom._handlers import standard_dimse_sent_handler
 from pynetdicom.association import Association
+from pynetdicom.dimse import DIMSEServiceProvider
+from pynetdicom.dimse_primitives import C_STORE, DimsePrimitiveType
+from pynetdicom.pdu_primitives import P_DATA
 from pynetdicom.transport import AssociationSocket, RequestHandler
 
 WAIT_SECONDS = 0.05  # the longest the association reactor waits before looking at its timers
@@ -127,6 +138,58 @@ def event_driven(assoc: Association) -> None:
     _notifying(assoc.dimse.msg_queue, assoc._wake.set)
 
 
+def _element(group: int, element: int, value: bytes) -> bytes:
+    """One implicit VR little endian element."""
+    return struct.pack("<HHI", group, element, len(value)) + value
+
+
+def _uid_bytes(uid: str) -> bytes:
+    raw = uid.encode("ascii")
+    return raw + b"\0" if len(raw) % 2 else raw
+
+
+def store_response_command(primitive: C_STORE) -> bytes:
+    """The command set of a C-STORE-RSP (implicit VR little endian), as pynetdicom encodes it:
+    Affected SOP Class UID, Command Field 8001H, Message ID Being Responded To, Command Data Set
+    Type 0101H (no data set), Status and Affected SOP Instance UID, after the group length."""
+    body = b""
+    if primitive.AffectedSOPClassUID:
+        body += _element(0, 0x0002, _uid_bytes(str(primitive.AffectedSOPClassUID)))
+    body += _element(0, 0x0100, struct.pack("<H", 0x8001))
+    body += _element(0, 0x0120, struct.pack("<H", primitive.MessageIDBeingRespondedTo))
+    body += _element(0, 0x0800, struct.pack("<H", 0x0101))
+    body += _element(0, 0x0900, struct.pack("<H", primitive.Status))
+    if primitive.AffectedSOPInstanceUID:
+        body += _element(0, 0x1000, _uid_bytes(str(primitive.AffectedSOPInstanceUID)))
+    return _element(0, 0x0000, struct.pack("<I", len(body))) + body
+
+
+class StoreResponseDIMSE(DIMSEServiceProvider):
+    """pynetdicom's DIMSE provider, with C-STORE responses encoded directly."""
+
+    def send_msg(self, primitive: DimsePrimitiveType, context_id: int) -> None:
+        if (
+            isinstance(primitive, C_STORE)
+            and primitive.MessageIDBeingRespondedTo is not None
+            and primitive.Status is not None
+            and primitive.ErrorComment is None
+            and primitive.OffendingElement is None
+            # pynetdicom's standard handler logs nothing for a C-STORE-RSP; any other one
+            # bound to EVT_DIMSE_SENT wants the message, so it gets pynetdicom's path
+            and all(
+                handler is standard_dimse_sent_handler
+                for handler, _ in cast(list[Any], self.assoc.get_handlers(evt.EVT_DIMSE_SENT))
+            )
+        ):
+            pdata = P_DATA()
+            pdata.presentation_data_value_list.append(
+                (context_id, b"\x03" + store_response_command(primitive))  # last command fragment
+            )
+            self.dul.send_pdu(pdata)
+            return
+        super().send_msg(primitive, context_id)
+
+
 class ListenerRequestHandler(RequestHandler):
     """pynetdicom's handler for an accepted connection: the bulk-reading socket, and reactors
     that wait on events."""
@@ -136,5 +199,6 @@ class ListenerRequestHandler(RequestHandler):
         # The socket pynetdicom made has queued the connection's first event: it is kept, and
         # reads with the method above (the subclass adds no state).
         assoc.dul.socket.__class__ = BulkReadSocket
+        assoc.dimse.__class__ = StoreResponseDIMSE  # the subclass adds no state
         event_driven(assoc)
         return assoc
