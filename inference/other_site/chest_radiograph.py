@@ -99,15 +99,17 @@ def chest_radiograph_other(rng: np.random.Generator, *, positive: bool) -> Other
         peak = dome + (float(rng.uniform(5, 22)) if lung_side > 0 else 0.0)
         if subtype == "tension" and lung_side == side:
             peak += float(rng.uniform(15, 28))
-        centre_y = (apex + peak) / 2
-        half_y = (peak - apex) / 2
+        centre_y = (apex + peak + 45) / 2  # the outline reaches below; the dome bounds it
+        half_y = (peak + 45 - apex) / 2
         p = float(rng.uniform(2.3, 3.2))
         rho = (np.abs((x - centre_x) / half_x) ** p + np.abs((y - centre_y) / half_y) ** p) ** (
             1 / p
         )
         outline = _ramp((1 - rho) * np.float32(min(half_x, half_y)), spacing)
-        dome_curve = np.float32(rng.uniform(0.004, 0.008))
-        diaphragm = np.float32(peak) - dome_curve * (x - np.float32(centre_x)) ** 2 * 0.6
+        dome_curve = np.float32(rng.uniform(0.012, 0.02))
+        # the dome: highest at its centre, falling to the costophrenic angle
+        dome_x = np.float32(centre_x - lung_side * half_x * 0.15)
+        diaphragm = np.float32(peak) + dome_curve * (x - dome_x) ** 2 * 0.6
         if subtype == "deep_sulcus" and lung_side == side:
             deep = _ramp(np.float32(half_x * 0.5) - np.abs(x - lateral), 20.0)
             diaphragm = diaphragm + deep * np.float32(rng.uniform(18, 32))

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import inspect
 import json
 import os
 import tempfile
@@ -29,8 +30,10 @@ from inference.registry import card_load
 from inference.scoring import FolderError, folder_score
 from inference.training.data import Log
 from inference.training.metrics import study_metrics
+from triage.findings import Finding
 
 OTHER_SITE_DIR = Path(__file__).resolve().parent.parent / "other_site"
+SHARED = ("__init__.py", "volume.py", "writer.py")
 SUPPORTED = tuple(str(finding) for finding in GENERATORS)
 DESCRIPTIONS = {
     "intracranial_hemorrhage": "head CT written apart from the training phantoms (other anatomy "
@@ -48,9 +51,13 @@ DESCRIPTIONS = {
 }
 
 
-def other_site_fingerprint() -> str:
+def other_site_fingerprint(finding: str) -> str:
+    """SHA-256 over the code that makes one finding's other-site studies: its generator module
+    and the shared volume, writer and package files."""
+    generate, _ = GENERATORS[Finding(finding)]
+    module = Path(inspect.getfile(generate))
     digest = hashlib.sha256()
-    for path in sorted(OTHER_SITE_DIR.glob("*.py")):
+    for path in sorted({module, *(OTHER_SITE_DIR / name for name in SHARED)}):
         digest.update(path.name.encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()
 
@@ -65,7 +72,7 @@ def _dataset_labels(
         "finding": finding,
         "studies": studies,
         "seed_start": SEED_START,
-        "generator_sha256": other_site_fingerprint(),
+        "generator_sha256": other_site_fingerprint(finding),
     }
     described = dataset / "dataset.json"
     if reuse and dataset.exists() and any(dataset.iterdir()):
@@ -131,7 +138,7 @@ def other_site_evaluate(
     result: dict[str, Any] = {
         "generator": f"inference.other_site: {DESCRIPTIONS[str(card.finding)]}; never used for "
         "training, validation or operating points",
-        "generator_sha256": other_site_fingerprint(),
+        "generator_sha256": other_site_fingerprint(str(card.finding)),
         "seeds": f"{SEED_START}-{SEED_START + len(labels) - 1}",
         "threshold": threshold,
         "unscored": unscored,
