@@ -262,9 +262,11 @@ def analytics_page(request: HttpRequest) -> HttpResponse:
         response["Content-Disposition"] = f'attachment; filename="{name}"'
         writer = csv.writer(response)
         fields = list(rows[0].__dataclass_fields__) if rows else []
-        writer.writerow(fields)
+        # every row says how much of the period is the demo's simulated history (0 on a site)
+        writer.writerow([*fields, "simulated_studies_in_period"])
+        simulated = analytics_reads.simulated_studies(days=days)
         for row in rows:
-            writer.writerow([getattr(row, field) for field in fields])
+            writer.writerow([*(getattr(row, field) for field in fields), simulated])
         return response
     return render(
         request,

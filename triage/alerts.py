@@ -69,13 +69,17 @@ def alert_version(alert: Alert) -> str:
 def alert_changes_since(since: datetime, *, limit: int = 500) -> list[tuple[int, str]]:
     """(alert id, version) of every alert raised, escalated, acknowledged or resolved at or
     after `since`, oldest first: the pushes a socket may have missed while the channel layer
-    was away."""
-    changed = Alert.objects.filter(
-        Q(raised_at__gte=since)
-        | Q(escalated_at__gte=since)
-        | Q(acknowledged_at__gte=since)
-        | Q(resolved_at__gte=since)
-    ).order_by("seq")[:limit]
+    was away; never the demo's simulated history."""
+    changed = (
+        Alert.objects.filter(study__simulated=False)
+        .filter(
+            Q(raised_at__gte=since)
+            | Q(escalated_at__gte=since)
+            | Q(acknowledged_at__gte=since)
+            | Q(resolved_at__gte=since)
+        )
+        .order_by("seq")[:limit]
+    )
     return [(alert.pk, alert_version(alert)) for alert in changed]
 
 

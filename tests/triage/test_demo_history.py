@@ -4,6 +4,8 @@ unshifted history does not, and none of it is ever shown as a study or an alert.
 
 from __future__ import annotations
 
+import csv
+import io
 import random
 from datetime import timedelta
 
@@ -11,8 +13,8 @@ import pytest
 from django.utils import timezone
 
 from inference.registry import registry_current
-from triage.alerts import alerts_visible
-from triage.analytics import analytics, analytics_daily, feedback_cases
+from triage.alerts import alert_changes_since, alerts_visible
+from triage.analytics import analytics, analytics_daily, feedback_cases, simulated_studies
 from triage.demo_history import simulated_history_exists, simulated_history_seed
 from triage.findings import Finding
 from triage.models import Alert
@@ -93,6 +95,8 @@ def test_simulated_studies_are_never_shown_as_studies_or_alerts(history, users, 
     assert qido.status_code == 204
     listed = client.get("/api/worklist/?status=read")
     assert listed.status_code == 200 and study.accession_number not in listed.content.decode()
+    # a reconnecting socket's replay of missed pushes never carries them either
+    assert alert_changes_since(timezone.now() - timedelta(days=60)) == []
 
 
 def test_the_analytics_page_says_what_is_simulated(history, users, client):
@@ -101,7 +105,11 @@ def test_the_analytics_page_says_what_is_simulated(history, users, client):
     assert 'id="simulated-history"' in page
     assert "of this period's studies are the demo's simulated history" in page
     assert page.count("<svg") >= 4
-    assert client.get("/manage/analytics/?days=28&format=csv").status_code == 200
+    exported = client.get("/manage/analytics/?days=28&format=csv")
+    assert exported.status_code == 200
+    header, *rows = list(csv.reader(io.StringIO(exported.content.decode())))
+    assert header[-1] == "simulated_studies_in_period" and rows
+    assert {row[-1] for row in rows} == {str(simulated_studies(days=28))} != {"0"}
 
 
 def test_no_validation_run_no_history(db, users):
