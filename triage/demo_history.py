@@ -91,8 +91,9 @@ def simulated_history_seed(
     seed: int = 7,
     now: datetime | None = None,
 ) -> int:
-    """Write the history (in one transaction); the number of studies written. Findings whose
-    model has no validation run yet are left out."""
+    """Write the history, one transaction per simulated day (so the demo's live traffic, on
+    SQLite, never waits on the whole history's write lock); the number of studies written.
+    Findings whose model has no validation run yet are left out."""
     now = now or timezone.now()
     rng = random.Random(seed)
     cards = {finding: registry_current().for_finding(finding) for finding in MIX}
@@ -103,8 +104,8 @@ def simulated_history_seed(
     weights = [MIX[f][0] for f in findings]
     today = now.replace(hour=0, minute=0, second=0, microsecond=0)
     written = 0
-    with transaction.atomic():
-        for day in range(days, 0, -1):
+    for day in range(days, 0, -1):
+        with transaction.atomic():
             shifted = day <= shift_days
             start = today - timedelta(days=day)
             for _ in range(studies_per_day):
