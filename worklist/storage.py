@@ -99,8 +99,11 @@ _sync_pool: ThreadPoolExecutor | None = None
 _syncs_pending: dict[Path, Future[None]] = {}  # staged path -> its background fsync
 
 
-def _sync_pool_reset() -> None:  # a forked listener process starts its own threads
-    global _sync_pool
+def _sync_pool_reset() -> None:
+    """A forked listener process starts its own threads, and its own lock: one held by another
+    thread at the fork would stay held in the child for good."""
+    global _sync_pool, _sync_lock
+    _sync_lock = threading.Lock()
     _sync_pool = None
     _syncs_pending.clear()
 
@@ -140,10 +143,17 @@ def stage_bytes(*chunks: bytes | memoryview, sync_later: bool = False) -> Path:
     if not sync_later:
         os.close(fd)
         return path
-    with _sync_lock:
-        if _sync_pool is None:
-            _sync_pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="staged-fsync")
-        _syncs_pending[path] = _sync_pool.submit(_fsync_and_close, fd)
+    try:
+        with _sync_lock:
+            if _sync_pool is None:
+                _sync_pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="staged-fsync")
+            _syncs_pending[path] = _sync_pool.submit(_fsync_and_close, fd)
+    except RuntimeError:  # no thread can be started (interpreter shutdown): fsync here
+        try:
+            _fsync_and_close(fd)
+        except BaseException:
+            path.unlink(missing_ok=True)
+            raise
     return path
 
 

@@ -81,3 +81,37 @@ def test_a_failed_background_fsync_refuses_the_move(monkeypatch, settings, tmp_p
     storage.staged_file_discard(staged)
     assert not staged.exists()
     storage._root_resolved.cache_clear()
+
+
+def test_when_no_fsync_thread_can_start_the_file_is_synced_at_once(monkeypatch, settings, tmp_path):
+    settings.DICOM_STORAGE_DIR = str(tmp_path)
+    storage._root_resolved.cache_clear()
+
+    class Refusing:
+        def submit(self, *args, **kwargs):
+            raise RuntimeError("cannot schedule new futures after interpreter shutdown")
+
+    synced: list[int] = []
+    real = os.fsync
+    monkeypatch.setattr(storage, "_sync_pool", Refusing())
+    monkeypatch.setattr(storage.os, "fsync", lambda fd: (synced.append(fd), real(fd)))
+    before = len(os.listdir("/proc/self/fd"))
+    staged = storage.stage_bytes(b"DICM" * 10, sync_later=True)
+    assert synced and staged.read_bytes() == b"DICM" * 10
+    assert staged not in storage._syncs_pending
+    assert len(os.listdir("/proc/self/fd")) == before  # its descriptor closed
+    storage.staged_file_synced(staged)  # nothing pending: returns at once
+
+
+def test_a_forked_child_gets_a_fresh_lock_and_pool():
+    held = storage._sync_lock
+    held.acquire()  # as if another thread held it at the fork
+    try:
+        pid = os.fork()
+        if pid == 0:  # the child: the lock must be free and the pool not inherited
+            ok = storage._sync_lock.acquire(timeout=2) and storage._sync_pool is None
+            os._exit(0 if ok else 1)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+    finally:
+        held.release()
