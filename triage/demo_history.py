@@ -92,7 +92,8 @@ def simulated_history_seed(
     now: datetime | None = None,
 ) -> int:
     """Write the history, one transaction per simulated day (so the demo's live traffic, on
-    SQLite, never waits on the whole history's write lock); the number of studies written.
+    SQLite, never waits on the whole history's write lock), newest day first; the number of
+    studies written.
     Findings whose model has no validation run yet are left out."""
     now = now or timezone.now()
     rng = random.Random(seed)
@@ -104,7 +105,7 @@ def simulated_history_seed(
     weights = [MIX[f][0] for f in findings]
     today = now.replace(hour=0, minute=0, second=0, microsecond=0)
     written = 0
-    for day in range(days, 0, -1):
+    for day in range(1, days + 1):  # newest first: a seeding cut short still has the last week
         with transaction.atomic():
             shifted = day <= shift_days
             start = today - timedelta(days=day)

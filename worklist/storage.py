@@ -148,8 +148,13 @@ def stage_bytes(*chunks: bytes | memoryview, sync_later: bool = False) -> Path:
             if _sync_pool is None:
                 _sync_pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="staged-fsync")
             _syncs_pending[path] = _sync_pool.submit(_fsync_and_close, fd)
-    except RuntimeError:  # no thread can be started (interpreter shutdown): fsync here
-        try:
+    except RuntimeError as refused:
+        if "shutdown" not in str(refused):
+            # e.g. "can't start new thread": the job may already be queued and will close the
+            # descriptor itself, so it is not touched here; the instance is refused
+            path.unlink(missing_ok=True)
+            raise
+        try:  # the pool takes no more work (interpreter shutdown): nothing queued, fsync here
             _fsync_and_close(fd)
         except BaseException:
             path.unlink(missing_ok=True)

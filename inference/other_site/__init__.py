@@ -46,8 +46,16 @@ __all__ = [
 def other_site_generate(
     *, finding: Finding | str, seed: int, positive: bool
 ) -> OtherCt | OtherRadiograph:
+    """The study of this seed; a positive whose lesion did not survive (too small to show) is
+    drawn again from a further stream, so a study's label and its pixels always agree."""
     generate, stream = GENERATORS[Finding(finding)]
-    return generate(np.random.default_rng([seed, stream, int(positive)]), positive=positive)
+    for attempt in range(8):
+        extra = [attempt] if attempt else []
+        volume = generate(np.random.default_rng([seed, stream, int(positive), *extra]),
+                          positive=positive)  # fmt: skip
+        if volume.positive == positive:
+            return volume
+    raise ValueError(f"other site {finding} seed {seed}: no positive survived 8 draws")
 
 
 def other_site_dataset_write(
@@ -58,8 +66,8 @@ def other_site_dataset_write(
     seed_start: int = SEED_START,
     progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, bool]:
-    """`studies` studies, alternately drawn positive and negative; the label is the truth as
-    drawn (a positive whose bleed did not survive onto two slices is labelled negative)."""
+    """`studies` studies, alternately drawn positive and negative (a positive whose lesion did
+    not survive is drawn again, see `other_site_generate`)."""
     folder.mkdir(parents=True, exist_ok=True)
     labels: dict[str, bool] = {}
     for n in range(studies):

@@ -57,8 +57,9 @@ def other_site_write(volume: OtherCt | OtherRadiograph, *, out_dir: Path, seed: 
     outside = (axis[:, None] ** 2 + axis[None, :] ** 2) > volume.field_radius**2
     stored[:, outside] = padding
     pixels = stored.astype(np.int16 if encoding.signed else np.uint16)
-    study_uid, series_uid = _uid(seed, "study"), _uid(seed, "series")
-    frame_uid = _uid(seed, "frame")
+    site = encoding.station  # one per finding's set: the same seed in two sets, other UIDs
+    study_uid, series_uid = _uid(seed, site, "study"), _uid(seed, site, "series")
+    frame_uid = _uid(seed, site, "frame")
     acquired = date(2026, 3, 1) + timedelta(days=int(rng.integers(0, 200)))
     sex = str(rng.choice(["F", "M"]))
     age = int(rng.integers(18, 92))
@@ -69,7 +70,7 @@ def other_site_write(volume: OtherCt | OtherRadiograph, *, out_dir: Path, seed: 
         index = int(index)
         ds = Dataset()
         ds.SOPClassUID = CT_IMAGE_STORAGE
-        ds.SOPInstanceUID = _uid(seed, "instance", index)
+        ds.SOPInstanceUID = _uid(seed, site, "instance", index)
         ds.StudyInstanceUID = study_uid
         ds.SeriesInstanceUID = series_uid
         ds.FrameOfReferenceUID = frame_uid
@@ -152,9 +153,9 @@ def _radiograph_write(image: OtherRadiograph, *, out_dir: Path, seed: int) -> Pa
     age = int(rng.integers(18, 92))
     ds = Dataset()
     ds.SOPClassUID = DX_FOR_PRESENTATION
-    ds.SOPInstanceUID = _uid(seed, "instance", 0)
-    ds.StudyInstanceUID = _uid(seed, "study")
-    ds.SeriesInstanceUID = _uid(seed, "series")
+    ds.SOPInstanceUID = _uid(seed, "OSDX1", "instance", 0)
+    ds.StudyInstanceUID = _uid(seed, "OSDX1", "study")
+    ds.SeriesInstanceUID = _uid(seed, "OSDX1", "series")
     ds.Modality = "DX"
     ds.PatientName = f"Othersite^Phantom{seed % 10000:04d}"
     ds.PatientID = f"OS{seed}"
@@ -178,7 +179,7 @@ def _radiograph_write(image: OtherRadiograph, *, out_dir: Path, seed: int) -> Pa
     ds.ImageType = ["ORIGINAL", "PRIMARY"]
     ds.PresentationIntentType = "FOR PRESENTATION"
     ds.ViewPosition = image.view
-    ds.PatientOrientation = ["R", "F"] if image.view == "AP" else ["L", "F"]
+    ds.PatientOrientation = ["L", "F"]  # rows run to the patient's left, columns to the feet
     ds.ImageLaterality = "U"
     region = Dataset()
     region.CodeValue = "43799004"

@@ -115,3 +115,19 @@ def test_a_forked_child_gets_a_fresh_lock_and_pool():
         assert os.waitstatus_to_exitcode(status) == 0
     finally:
         held.release()
+
+
+def test_when_the_fsync_pool_fails_otherwise_the_instance_is_refused(
+    monkeypatch, settings, tmp_path
+):
+    settings.DICOM_STORAGE_DIR = str(tmp_path)
+    storage._root_resolved.cache_clear()
+
+    class Failing:
+        def submit(self, *args, **kwargs):
+            raise RuntimeError("can't start new thread")
+
+    monkeypatch.setattr(storage, "_sync_pool", Failing())
+    with pytest.raises(RuntimeError, match="new thread"):
+        storage.stage_bytes(b"DICM", sync_later=True)
+    assert not [p for p in (tmp_path / "incoming").glob("*.part")]  # nothing left staged

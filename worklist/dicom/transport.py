@@ -181,12 +181,18 @@ class StoreResponseDIMSE(DIMSEServiceProvider):
                 for handler, _ in cast(list[Any], self.assoc.get_handlers(evt.EVT_DIMSE_SENT))
             )
         ):
-            pdata = P_DATA()
-            pdata.presentation_data_value_list.append(
-                (context_id, b"\x03" + store_response_command(primitive))  # last command fragment
-            )
-            self.dul.send_pdu(pdata)
-            return
+            try:
+                command = store_response_command(primitive)
+            except (UnicodeEncodeError, struct.error):  # a UID pydicom writes as Latin-1, say
+                command = b""
+            # one fragment only when it fits the peer's maximum PDU (6 bytes of PDV header)
+            if command and not 0 < self.maximum_pdu_size < len(command) + 7:
+                pdata = P_DATA()
+                pdata.presentation_data_value_list.append(
+                    (context_id, b"\x03" + command)  # the last (only) command fragment
+                )
+                self.dul.send_pdu(pdata)
+                return
         super().send_msg(primitive, context_id)
 
 
