@@ -81,6 +81,9 @@ def _with_delivery(frame: dict[str, Any], *, held: bool) -> dict[str, Any]:
 MAX_FRAME_CHARACTERS = 64 * 1024
 
 
+RESUME_HAVE_LIMIT = 1000  # [seq, state] pairs a resuming page may name
+
+
 class JsonFrames(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
     """A frame that is not JSON text (binary, not JSON, over 64 KiB, nested too deeply) is
     answered with an error frame, and the socket stays open."""
@@ -195,6 +198,16 @@ class AlertConsumer(JsonFrames):
             if not isinstance(after, int) or after < 0:
                 await self.send_json({"type": "error", "detail": "resume needs an integer after"})
                 return
+            # What the page already holds ([seq, state] pairs, from before a reconnect): a frame
+            # it has is not sent again, by the resume or by a catch-up after a layer restart.
+            have = content.get("have", [])
+            if not isinstance(have, list) or len(have) > RESUME_HAVE_LIMIT:
+                await self.send_json({"type": "error", "detail": "resume: have is a short list"})
+                return
+            for pair in have:
+                if (isinstance(pair, list) and len(pair) == 2 and isinstance(pair[0], int)
+                        and isinstance(pair[1], str) and len(pair[1]) <= 32):  # fmt: skip
+                    self.sent.add((pair[0], pair[1]))
             for frame in await self._frames(after_seq=after):
                 await self._send_once(frame)
         elif kind == "resync":  # the dashboard resyncs every 30 s

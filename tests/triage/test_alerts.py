@@ -206,6 +206,26 @@ async def test_resume_replays_each_missed_alert_exactly_once(users):
     await communicator.disconnect()
 
 
+async def test_a_resume_naming_what_the_page_holds_is_not_sent_it_again(users):
+    first = await sync_to_async(raise_alert)()
+    second = await sync_to_async(raise_alert)()
+    communicator, _, _ = await connect("/ws/alerts/", users.radiologist)
+
+    # a page back from a reconnect holds both (the second one it saw after its lastSeq moved)
+    held = [[first.seq, "open"], [second.seq, "open"]]
+    await communicator.send_json_to({"type": "resume", "after": first.seq, "have": held})
+    assert await communicator.receive_nothing(timeout=0.5)
+    await sync_to_async(alert_acknowledge)(
+        alert_id=second.pk, user=users.radiologist, screen="dashboard"
+    )
+    frame = await communicator.receive_json_from(timeout=5)  # a new state is sent
+    assert (frame["seq"], frame["state"]) == (second.seq, "acknowledged")
+    for bad in ("all", [[1, "open"]] * 1001):
+        await communicator.send_json_to({"type": "resume", "after": 0, "have": bad})
+        assert (await communicator.receive_json_from(timeout=5))["type"] == "error"
+    await communicator.disconnect()
+
+
 @pytest.mark.parametrize("path", ["/ws/alerts/", "/ws/worklist/"])
 async def test_malformed_frames_get_an_error_and_the_socket_stays_open(users, path):
     communicator, connected, _ = await connect(path, users.radiologist)

@@ -47,7 +47,8 @@ class Dashboard:
             return
         self.connections += 1
         last = max(self.seen, default=0)
-        self.socket.send(json.dumps({"type": "resume", "after": last} if last else
+        have = [[seq, frame["state"]] for seq, frame in self.seen.items()]
+        self.socket.send(json.dumps({"type": "resume", "after": last, "have": have} if last else
                                     {"type": "resync"}))  # fmt: skip
 
     def pump(self, seconds: float) -> None:

@@ -258,7 +258,10 @@
   alertSocket = socket("/ws/alerts/", "alerts", {
     open: function (ws) {
       // First connection: what is open now. After a reconnect: everything missed since.
-      ws.send(JSON.stringify(lastSeq > 0 ? { type: "resume", after: lastSeq } : { type: "resync" }));
+      // name what the page holds, so the server sends none of it again
+      var have = Object.keys(alerts).map(Number).sort(function (a, b) { return b - a; })
+        .slice(0, 1000).map(function (seq) { return [seq, alerts[seq].state]; });
+      ws.send(JSON.stringify(lastSeq > 0 ? { type: "resume", after: lastSeq, have: have } : { type: "resync" }));
       if (lastSeq > 0) ws.send(JSON.stringify({ type: "resync" }));
     },
     message: function (frame) {
