@@ -63,7 +63,13 @@ def other_site_fingerprint(finding: str) -> str:
 
 
 def _dataset_labels(
-    dataset: Path, *, finding: str, studies: int, reuse: bool, progress: Callable[[int, int], None]
+    dataset: Path,
+    *,
+    finding: str,
+    studies: int,
+    fingerprint: str,
+    reuse: bool,
+    progress: Callable[[int, int], None],
 ) -> dict[str, bool]:
     """The labels of the data set in `dataset`: written there, or, with `reuse`, read back when
     the folder holds exactly this data set (finding, studies, generator code); a folder holding
@@ -72,7 +78,7 @@ def _dataset_labels(
         "finding": finding,
         "studies": studies,
         "seed_start": SEED_START,
-        "generator_sha256": other_site_fingerprint(finding),
+        "generator_sha256": fingerprint,
     }
     described = dataset / "dataset.json"
     if reuse and dataset.exists() and any(dataset.iterdir()):
@@ -104,6 +110,8 @@ def other_site_evaluate(
     if str(card.finding) not in SUPPORTED:
         raise ValueError(f"the other site has no studies for {card.finding} yet (only {SUPPORTED})")
     started = time.monotonic()
+    # read once: the card names the code the data set was written (or checked) with
+    fingerprint = other_site_fingerprint(str(card.finding))
     with tempfile.TemporaryDirectory(prefix="other-site-") as scratch:
         dataset = work or Path(scratch)
 
@@ -113,8 +121,8 @@ def other_site_evaluate(
                 log(f"  other site: {done}/{total} studies written, {elapsed:.0f}s")
 
         labels = _dataset_labels(
-            dataset, finding=str(card.finding), studies=studies, reuse=work is not None,
-            progress=written,
+            dataset, finding=str(card.finding), studies=studies, fingerprint=fingerprint,
+            reuse=work is not None, progress=written,
         )  # fmt: skip
         scores, truth, subtypes, unscored = [], [], [], []
         scoring = time.monotonic()
@@ -138,7 +146,7 @@ def other_site_evaluate(
     result: dict[str, Any] = {
         "generator": f"inference.other_site: {DESCRIPTIONS[str(card.finding)]}; never used for "
         "training, validation or operating points",
-        "generator_sha256": other_site_fingerprint(str(card.finding)),
+        "generator_sha256": fingerprint,
         "seeds": f"{SEED_START}-{SEED_START + len(labels) - 1}",
         "threshold": threshold,
         "unscored": unscored,

@@ -195,14 +195,21 @@ def test_storescu_hears_each_status_and_a_bound_sent_handler_still_sees_the_resp
     ("1.2.3.é", 16382, False),  # not ASCII (pynetdicom writes it as Latin-1)
     ("1.2.3.4", 60, False),  # the command would not fit one PDU of the peer's size
 ])  # fmt: skip
-def test_the_direct_encoding_steps_aside_where_pynetdicom_must_answer(uid, maximum_pdu, fast):
+def test_the_direct_encoding_steps_aside_where_pynetdicom_must_answer(
+    monkeypatch: pytest.MonkeyPatch, uid: str, maximum_pdu: int, fast: bool
+) -> None:
     from types import SimpleNamespace
 
+    from pynetdicom.dimse import DIMSEServiceProvider
     from pynetdicom.dimse_primitives import C_STORE
 
     from worklist.dicom.transport import StoreResponseDIMSE
 
     sent: list[Any] = []
+    fallen_back: list[Any] = []
+    monkeypatch.setattr(
+        DIMSEServiceProvider, "send_msg", lambda self, primitive, cx: fallen_back.append(primitive)
+    )
     assoc = SimpleNamespace(
         is_requestor=False,
         requestor=SimpleNamespace(maximum_length=maximum_pdu),
@@ -210,17 +217,10 @@ def test_the_direct_encoding_steps_aside_where_pynetdicom_must_answer(uid, maxim
         get_handlers=lambda event: [],
     )
     dimse = StoreResponseDIMSE(assoc)  # type: ignore[arg-type]
-    fallen_back: list[Any] = []
-    dimse_base = type(dimse).__mro__[1]
-    original = dimse_base.send_msg
-    try:
-        dimse_base.send_msg = lambda self, primitive, context_id: fallen_back.append(primitive)
-        primitive = C_STORE()
-        primitive.MessageIDBeingRespondedTo = 3
-        primitive.Status = 0x0000
-        primitive.AffectedSOPClassUID = "1.2.840.10008.5.1.4.1.1.2"
-        primitive.AffectedSOPInstanceUID = uid
-        dimse.send_msg(primitive, 1)
-    finally:
-        dimse_base.send_msg = original
+    primitive = C_STORE()
+    primitive.MessageIDBeingRespondedTo = 3
+    primitive.Status = 0x0000
+    primitive.AffectedSOPClassUID = "1.2.840.10008.5.1.4.1.1.2"
+    primitive.AffectedSOPInstanceUID = uid
+    dimse.send_msg(primitive, 1)
     assert (len(sent), len(fallen_back)) == ((1, 0) if fast else (0, 1))

@@ -8,7 +8,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from inference.registry import SHIPPED_MODELS_DIR
-from inference.training.other_site import SUPPORTED
+from inference.training.other_site import SUPPORTED, other_site_evaluate
 
 
 class Command(BaseCommand):
@@ -28,8 +28,6 @@ class Command(BaseCommand):
         parser.add_argument("--record", action="store_true", help="write the result to the card")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        from inference.training.other_site import other_site_evaluate
-
         if options["studies"] < 10:
             raise CommandError("--studies: at least 10 (5 positive, 5 negative)")
 
